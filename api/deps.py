@@ -1,0 +1,24 @@
+"""Request-scoped dependencies: the container and a unit of work per request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from controlplane.bootstrap import Container
+from controlplane.db.uow import UnitOfWork
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+def get_uow(container: Annotated[Container, Depends(get_container)]) -> Iterator[UnitOfWork]:
+    with UnitOfWork(container.session_factory) as uow:
+        yield uow
+
+
+UoW = Annotated[UnitOfWork, Depends(get_uow)]

@@ -1,0 +1,1 @@
+"""Yunguan's control plane: the core vocabulary, topology, settings, database and CLI."""

@@ -1,0 +1,1 @@
+"""The `yunguan` command line (Typer + rich)."""

@@ -1,0 +1,138 @@
+"""Configuration: environment (`YUNGUAN_*`, nested with `__`), an optional YAML file, defaults.
+
+Precedence, highest first: explicit arguments, environment, the file named by
+`YUNGUAN_CONFIG_FILE`, defaults. Built by `get_settings()` when asked, never at
+import. Secrets have no default outside dev mode: `check_production_ready()`
+refuses to start a production process with a missing or dev secret.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from controlplane.vocabulary import InvalidInputError
+
+# Public on purpose: dev mode uses it, production refuses it.
+DEV_SECRET_KEY = "yunguan-dev-insecure-secret-key-do-not-use-in-production"  # noqa: S105
+
+
+class Mode(StrEnum):
+    DEV = "dev"
+    PRODUCTION = "production"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "yunguan"
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1)
+    # Trusted reverse proxies whose X-Forwarded-For is believed (audit source address).
+    forwarded_allow_ips: str = "127.0.0.1"
+
+
+class LogSettings(BaseModel):
+    level: str = "INFO"
+    json_format: bool = False
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="YUNGUAN_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    mode: Mode = Mode.PRODUCTION
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; the embedded SQLite file when absent in dev"
+    )
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    secret_key: SecretStr | None = None
+    broker_url: str | None = None
+    topology_file: Path | None = None
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("YUNGUAN_CONFIG_FILE")
+        if config_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'yunguan.db'}"
+
+    @property
+    def effective_secret_key(self) -> str:
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        if self.mode is Mode.DEV:
+            return DEV_SECRET_KEY
+        raise InvalidInputError(
+            "YUNGUAN_SECRET_KEY is not set (only dev mode has a default)", code="config.invalid"
+        )
+
+    def check_production_ready(self) -> None:
+        """Refuses insecure defaults before a long-running production process starts."""
+        if self.mode is Mode.DEV:
+            return
+        secret = self.secret_key.get_secret_value() if self.secret_key else None
+        if not secret or secret == DEV_SECRET_KEY:
+            raise InvalidInputError(
+                "refusing to start in production mode: YUNGUAN_SECRET_KEY is unset or the "
+                "dev default; set a random value of at least 32 characters "
+                "(or YUNGUAN_MODE=dev for a local trial)",
+                code="config.insecure",
+            )
+        if len(secret) < 32:
+            raise InvalidInputError(
+                "refusing to start in production mode: YUNGUAN_SECRET_KEY is shorter than "
+                "32 characters",
+                code="config.insecure",
+            )
+        if not self.database_url:
+            raise InvalidInputError(
+                "refusing to start in production mode: YUNGUAN_DATABASE_URL is not set",
+                code="config.invalid",
+            )
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """Builds settings from the environment (and the config file), with overrides on top."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInputError(
+            f"invalid configuration: {where}: {first['msg']}", code="config.invalid"
+        ) from exc

@@ -1,0 +1,121 @@
+"""Reads and writes the topology tables inside the caller's unit of work (never commits)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, aliased
+
+from controlplane.db.tables import Cloud, OrgNode
+from controlplane.topology.diff import OrgRecord
+from controlplane.vocabulary import NotFoundError, OrgLevel
+
+
+class TopologyStore:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    # -- reads -------------------------------------------------------------
+    def org_records(self) -> dict[str, OrgRecord]:
+        parent = aliased(OrgNode)
+        rows = self._s.execute(
+            select(OrgNode.code, OrgNode.name, OrgNode.level, parent.code).outerjoin(
+                parent, OrgNode.parent_id == parent.id
+            )
+        ).all()
+        return {c: OrgRecord(c, n, OrgLevel(lv), p) for c, n, lv, p in rows}
+
+    def cloud_records(self) -> dict[str, dict[str, Any]]:
+        return {c.code: _cloud_record(c) for c in self.clouds()}
+
+    def clouds(
+        self,
+        *,
+        kind: str | None = None,
+        role: str | None = None,
+        owner: str | None = None,
+        enabled: bool | None = None,
+    ) -> Sequence[Cloud]:
+        query = select(Cloud).join(Cloud.owner).order_by(Cloud.code)
+        if kind is not None:
+            query = query.where(Cloud.kind == kind)
+        if role is not None:
+            query = query.where(Cloud.role == role)
+        if owner is not None:
+            query = query.where(OrgNode.code == owner)
+        if enabled is not None:
+            query = query.where(Cloud.enabled == enabled)
+        return self._s.scalars(query).all()
+
+    def cloud(self, code: str) -> Cloud:
+        found = self._s.scalar(select(Cloud).where(Cloud.code == code))
+        if found is None:
+            raise NotFoundError(f"no cloud {code!r}", code="cloud.not_found")
+        return found
+
+    def org_nodes(self) -> Sequence[OrgNode]:
+        return self._s.scalars(select(OrgNode).order_by(OrgNode.id)).all()
+
+    def is_empty(self) -> bool:
+        return self._s.scalar(select(OrgNode.id).limit(1)) is None
+
+    # -- writes ------------------------------------------------------------
+    def _node_id(self, code: str) -> int:
+        node_id = self._s.scalar(select(OrgNode.id).where(OrgNode.code == code))
+        if node_id is None:
+            raise NotFoundError(f"no organisation node {code!r}", code="org.not_found")
+        return node_id
+
+    def upsert_org(self, rec: OrgRecord) -> None:
+        parent_id = self._node_id(rec.parent) if rec.parent else None
+        node = self._s.scalar(select(OrgNode).where(OrgNode.code == rec.code))
+        if node is None:
+            node = OrgNode(code=rec.code, level=rec.level.value)
+            self._s.add(node)
+        node.name = rec.name
+        node.parent_id = parent_id
+        self._s.flush()
+
+    def delete_org(self, code: str) -> None:
+        node = self._s.scalar(select(OrgNode).where(OrgNode.code == code))
+        if node is not None:
+            self._s.delete(node)
+            self._s.flush()
+
+    def upsert_cloud(self, rec: dict[str, Any]) -> None:
+        # Resolve the owner before touching the row: the lookup would autoflush
+        # a half-built Cloud otherwise.
+        owner_id = self._node_id(rec["owner"])
+        cloud = self._s.scalar(select(Cloud).where(Cloud.code == rec["code"]))
+        if cloud is None:
+            cloud = Cloud(code=rec["code"])
+            self._s.add(cloud)
+        cloud.owner_id = owner_id
+        for key, value in rec.items():
+            if key not in {"code", "owner"}:
+                setattr(cloud, key, value)
+        self._s.flush()
+
+    def delete_cloud(self, code: str) -> None:
+        cloud = self._s.scalar(select(Cloud).where(Cloud.code == code))
+        if cloud is not None:
+            self._s.delete(cloud)
+            self._s.flush()
+
+
+def _cloud_record(c: Cloud) -> dict[str, Any]:
+    return {
+        "code": c.code,
+        "name": c.name,
+        "kind": c.kind,
+        "role": c.role,
+        "owner": c.owner.code,
+        "architectures": list(c.architectures),
+        "region": c.region,
+        "connection": dict(c.connection),
+        "overcommit": dict(c.overcommit),
+        "accelerators": list(c.accelerators),
+        "enabled": c.enabled,
+    }
