@@ -8,9 +8,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
+from fastapi.routing import APIRoute, APIRouter
 
 from api import problems
-from api.routes import health, topology
+from api.auth import route_permission
+from api.routes import audit, health, topology, users
 from controlplane.bootstrap import Container, build_container
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -39,6 +41,15 @@ def create_app(container: Container | None = None) -> FastAPI:
         response.headers[REQUEST_ID_HEADER] = rid
         return response
 
-    app.include_router(health.router)
-    app.include_router(topology.router)
+    for router in (health.router, topology.router, users.router, audit.router):
+        _document_permissions(router)
+        app.include_router(router)
     return app
+
+
+def _document_permissions(router: APIRouter) -> None:
+    """Copies each route's declared permission into OpenAPI as `x-permission`."""
+    for route in router.routes:
+        perm = route_permission(route)
+        if perm is not None and isinstance(route, APIRoute):
+            route.openapi_extra = {**(route.openapi_extra or {}), "x-permission": perm.value}

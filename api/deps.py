@@ -22,3 +22,10 @@ def get_uow(container: Annotated[Container, Depends(get_container)]) -> Iterator
 
 
 UoW = Annotated[UnitOfWork, Depends(get_uow)]
+
+
+def get_secret_key(container: Annotated[Container, Depends(get_container)]) -> str:
+    return container.settings.effective_secret_key
+
+
+SecretKey = Annotated[str, Depends(get_secret_key)]

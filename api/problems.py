@@ -15,7 +15,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from controlplane.vocabulary import ConflictError, InvalidInputError, NotFoundError, YunguanError
+from controlplane.vocabulary import (
+    ConflictError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+    PreconditionFailedError,
+    UnauthenticatedError,
+    YunguanError,
+)
 
 log = logging.getLogger("yunguan.api")
 
@@ -23,7 +31,10 @@ PROBLEM_JSON = "application/problem+json"
 _TYPE_BASE = "https://yunguan.hunan.gov.cn/problems/"
 
 _STATUS: list[tuple[type[YunguanError], int]] = [
+    (UnauthenticatedError, 401),
+    (ForbiddenError, 403),
     (NotFoundError, 404),
+    (PreconditionFailedError, 412),
     (ConflictError, 409),
     (InvalidInputError, 422),
 ]
@@ -72,9 +83,12 @@ def install(app: FastAPI) -> None:
         extra: dict[str, Any] = dict(exc.extra)
         if exc.problems:
             extra["errors"] = [{"where": p.where, "message": p.message} for p in exc.problems]
-        return problem_response(
+        resp = problem_response(
             request, status, exc.code, _TITLES.get(status, "Error"), exc.message, **extra
         )
+        if status == 401:
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="yunguan"'
+        return resp
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

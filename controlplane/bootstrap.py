@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane.db.engine import make_engine, make_session_factory
+from controlplane.identity.oidc import OidcVerifier
 from controlplane.settings import Settings, get_settings
 
 
@@ -21,6 +22,7 @@ class Container:
     settings: Settings
     engine: Engine
     session_factory: sessionmaker[Session]
+    oidc: OidcVerifier | None = None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -29,4 +31,7 @@ class Container:
 def build_container(settings: Settings | None = None) -> Container:
     settings = settings or get_settings()
     engine = make_engine(settings.effective_database_url)
-    return Container(settings=settings, engine=engine, session_factory=make_session_factory(engine))
+    oidc = OidcVerifier(settings.oidc) if settings.oidc.enabled else None
+    return Container(
+        settings=settings, engine=engine, session_factory=make_session_factory(engine), oidc=oidc
+    )

@@ -45,6 +45,21 @@ class ApiSettings(BaseModel):
     forwarded_allow_ips: str = "127.0.0.1"
 
 
+class OidcSettings(BaseModel):
+    """Government single sign-on: JWT bearer tokens checked against a JWKS file."""
+
+    enabled: bool = False
+    jwks_file: Path | None = None
+    issuer: str | None = None
+    audience: str | None = None
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    login_claim: str = "preferred_username"
+    name_claim: str = "name"
+    # A list of "role@scope" strings, e.g. ["prefecture-admin@changsha"].
+    roles_claim: str = "yunguan_roles"
+    leeway_seconds: int = Field(default=30, ge=0, le=300)
+
+
 class LogSettings(BaseModel):
     level: str = "INFO"
     json_format: bool = False
@@ -66,6 +81,7 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     topology_file: Path | None = None
     api: ApiSettings = Field(default_factory=ApiSettings)
+    oidc: OidcSettings = Field(default_factory=OidcSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

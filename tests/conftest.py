@@ -10,6 +10,7 @@ later stages race real transactions against each other).
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections import Counter
@@ -17,19 +18,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from controlplane.bootstrap import Container
 from controlplane.db.engine import make_engine, make_session_factory
 from controlplane.db.migrate import upgrade
 from controlplane.db.models import metadata
+from controlplane.identity.audit import GENESIS
 from controlplane.settings import Mode, Settings
+from tests.secrets_scan import KNOWN_SECRETS, CaptureAll, leaks, register_secret
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "examples" / "hunan.yaml"
 BACKENDS = ["sqlite", "postgresql"]
 _backend_counts: Counter[str] = Counter()
+_LOG_CAPTURE = CaptureAll()
+TEST_SECRET_KEY = register_secret("test-secret-key-" + uuid.uuid4().hex)
 
 
 def postgres_admin_url() -> str:
@@ -111,6 +116,7 @@ def _empty_all_tables(engine: Engine) -> None:
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+            _reseed(conn)
         return
     # SQLite checks self-references (org_nodes.parent_id) row by row; switch
     # the checks off on this one raw connection, outside any transaction.
@@ -124,11 +130,23 @@ def _empty_all_tables(engine: Engine) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
     finally:
         raw.close()
+    with engine.begin() as conn:
+        _reseed(conn)
+
+
+def _reseed(conn: Connection) -> None:
+    """Rows the migrations seed and the code relies on (the audit chain's head)."""
+    conn.execute(
+        text("INSERT INTO audit_head (id, last_seq, last_hash) VALUES (1, 0, :h)"),
+        {"h": GENESIS},
+    )
 
 
 @pytest.fixture
 def container(migrated_url: str, backend: str, tmp_path: Path) -> Iterator[Container]:
-    settings = Settings(mode=Mode.DEV, database_url=migrated_url, data_dir=tmp_path)
+    settings = Settings(
+        mode=Mode.DEV, database_url=migrated_url, data_dir=tmp_path, secret_key=TEST_SECRET_KEY
+    )
     engine = make_engine(migrated_url)
     c = Container(settings=settings, engine=engine, session_factory=make_session_factory(engine))
     try:
@@ -138,7 +156,29 @@ def container(migrated_url: str, backend: str, tmp_path: Path) -> Iterator[Conta
         engine.dispose()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    root = logging.getLogger()
+    root.addHandler(_LOG_CAPTURE)
+    root.setLevel(logging.DEBUG)
+    # SQL echo at DEBUG would flood the capture; statements carry no secrets
+    # by design (only digests), and their own tests cover that.
+    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    found = leaks(_LOG_CAPTURE.lines, KNOWN_SECRETS)
+    if found:
+        for secret, line in found[:10]:
+            print(f"\nSECRET LEAKED INTO LOGS: {secret} in: {line}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    terminalreporter.write_line(
+        f"log scan: {len(_LOG_CAPTURE.lines)} log records checked for "
+        f"{len(KNOWN_SECRETS)} known secrets: "
+        + ("LEAK FOUND" if leaks(_LOG_CAPTURE.lines, KNOWN_SECRETS) else "none leaked")
+    )
     if _backend_counts:
         ran = ", ".join(f"{name}: {n} tests" for name, n in sorted(_backend_counts.items()))
         terminalreporter.write_line(f"database backends exercised: {ran}")

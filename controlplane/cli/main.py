@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from controlplane.cli import db_commands, topology_commands
+from controlplane.cli import db_commands, identity_commands, topology_commands
 from controlplane.cli.context import State, container_for
 from controlplane.cli.errors import run_cli
 from controlplane.settings import Mode, get_settings
@@ -27,6 +27,9 @@ app = typer.Typer(
 )
 app.add_typer(db_commands.app, name="db")
 app.add_typer(topology_commands.app, name="topology")
+app.add_typer(identity_commands.users, name="user")
+app.add_typer(identity_commands.tokens, name="token")
+app.add_typer(identity_commands.audit_app, name="audit")
 
 
 @app.callback()
@@ -55,6 +58,7 @@ def up(
     from api.app import create_app
     from controlplane.db.migrate import upgrade
     from controlplane.db.uow import UnitOfWork
+    from controlplane.identity.bootstrap import dev_admin_token
     from controlplane.topology.apply import apply_topology
     from controlplane.topology.document import load_document
     from controlplane.topology.store import TopologyStore
@@ -68,8 +72,18 @@ def up(
         path = topology or settings.topology_file or sample_topology()
         result = apply_topology(container.session_factory, load_document(path), source=str(path))
         typer.echo(f"loaded topology {path}: {len(result.changes)} objects", err=True)
+    with UnitOfWork(container.session_factory) as uow:
+        issued = dev_admin_token(uow.session, settings.effective_secret_key)
+        uow.commit()
+    token_file = settings.data_dir / "dev-admin.token"
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    token_file.touch(mode=0o600)
+    token_file.write_text(issued.plaintext + "\n", encoding="utf-8")
     typer.echo(
-        f"yunguan up: http://{host}:{port}  database {container.engine.url!r}  (dev mode)",
+        f"yunguan up: http://{host}:{port}  database {container.engine.url!r}  (dev mode)\n"
+        f"dev admin token (also in {token_file}):\n  {issued.plaintext}\n"
+        f"try:\n  curl -s -H 'Authorization: Bearer {issued.plaintext}' "
+        f"http://{host}:{port}/v1/clouds",
         err=True,
     )
     uvicorn.run(create_app(container), host=host, port=port, log_level="info")

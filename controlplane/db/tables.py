@@ -35,6 +35,9 @@ class OrgNode(Base):
     parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("org_nodes.id", ondelete="RESTRICT"), index=True
     )
+    # Materialised path of codes, "/hunan/changsha/cs-data/": scope checks are
+    # a prefix match in SQL, so lists are filtered before they are paginated.
+    path: Mapped[str] = mapped_column(String(255), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, literal, select, update
 from sqlalchemy.orm import Session, aliased
 
+from controlplane.db.scoping import on_path_clause
 from controlplane.db.tables import Cloud, OrgNode
 from controlplane.topology.diff import OrgRecord
 from controlplane.vocabulary import NotFoundError, OrgLevel
@@ -37,6 +38,7 @@ class TopologyStore:
         role: str | None = None,
         owner: str | None = None,
         enabled: bool | None = None,
+        visible_to: tuple[str, ...] | None = None,
     ) -> Sequence[Cloud]:
         query = select(Cloud).join(Cloud.owner).order_by(Cloud.code)
         if kind is not None:
@@ -47,16 +49,32 @@ class TopologyStore:
             query = query.where(OrgNode.code == owner)
         if enabled is not None:
             query = query.where(Cloud.enabled == enabled)
+        if visible_to is not None:
+            query = query.where(on_path_clause(OrgNode.path, visible_to))
         return self._s.scalars(query).all()
 
-    def cloud(self, code: str) -> Cloud:
-        found = self._s.scalar(select(Cloud).where(Cloud.code == code))
+    def cloud(self, code: str, *, visible_to: tuple[str, ...] | None = None) -> Cloud:
+        query = select(Cloud).join(Cloud.owner).where(Cloud.code == code)
+        if visible_to is not None:
+            query = query.where(on_path_clause(OrgNode.path, visible_to))
+        found = self._s.scalar(query)
         if found is None:
             raise NotFoundError(f"no cloud {code!r}", code="cloud.not_found")
         return found
 
-    def org_nodes(self) -> Sequence[OrgNode]:
-        return self._s.scalars(select(OrgNode).order_by(OrgNode.id)).all()
+    def org_nodes(self, *, visible_to: tuple[str, ...] | None = None) -> Sequence[OrgNode]:
+        query = select(OrgNode).order_by(OrgNode.path)
+        if visible_to is not None:
+            query = query.where(on_path_clause(OrgNode.path, visible_to))
+        return self._s.scalars(query).all()
+
+    def org_node(self, code: str) -> OrgNode | None:
+        return self._s.scalar(select(OrgNode).where(OrgNode.code == code))
+
+    def children(self, node_id: int) -> Sequence[OrgNode]:
+        return self._s.scalars(
+            select(OrgNode).where(OrgNode.parent_id == node_id).order_by(OrgNode.code)
+        ).all()
 
     def is_empty(self) -> bool:
         return self._s.scalar(select(OrgNode.id).limit(1)) is None
@@ -69,13 +87,28 @@ class TopologyStore:
         return node_id
 
     def upsert_org(self, rec: OrgRecord) -> None:
-        parent_id = self._node_id(rec.parent) if rec.parent else None
+        parent = None
+        if rec.parent:
+            parent = self._s.scalar(select(OrgNode).where(OrgNode.code == rec.parent))
+            if parent is None:
+                raise NotFoundError(f"no organisation node {rec.parent!r}", code="org.not_found")
+        path = f"{parent.path if parent else '/'}{rec.code}/"
         node = self._s.scalar(select(OrgNode).where(OrgNode.code == rec.code))
         if node is None:
-            node = OrgNode(code=rec.code, level=rec.level.value)
+            node = OrgNode(code=rec.code, level=rec.level.value, path=path)
             self._s.add(node)
+        elif node.path != path:
+            # A move: every descendant's path changes with it, in one statement.
+            old = node.path
+            self._s.execute(
+                update(OrgNode)
+                .where(OrgNode.path.startswith(old), OrgNode.id != node.id)
+                .values(path=literal(path) + func.substr(OrgNode.path, len(old) + 1))
+                .execution_options(synchronize_session=False)
+            )
+            node.path = path
         node.name = rec.name
-        node.parent_id = parent_id
+        node.parent_id = parent.id if parent else None
         self._s.flush()
 
     def delete_org(self, code: str) -> None:

@@ -15,9 +15,12 @@ from controlplane.vocabulary.enums import (
 )
 from controlplane.vocabulary.errors import (
     ConflictError,
+    ForbiddenError,
     InvalidInputError,
     NotFoundError,
+    PreconditionFailedError,
     Problem,
+    UnauthenticatedError,
     YunguanError,
 )
 
@@ -26,11 +29,14 @@ __all__ = [
     "CloudKind",
     "CloudRole",
     "ConflictError",
+    "ForbiddenError",
     "InvalidInputError",
     "NotFoundError",
     "OrgLevel",
+    "PreconditionFailedError",
     "Problem",
     "ResourceClass",
+    "UnauthenticatedError",
     "YunguanError",
     "supported_classes",
 ]

@@ -2,8 +2,11 @@
 
     YunguanError                 code                 (HTTP, rendered by api/ only)
      ├── InvalidInputError       "<area>.invalid"     422
+     ├── UnauthenticatedError    "auth.<why>"         401
+     ├── ForbiddenError          "auth.forbidden"     403
      ├── NotFoundError           "<area>.not_found"   404
-     └── ConflictError           "<area>.conflict"    409
+     ├── ConflictError           "<area>.conflict"    409
+     └── PreconditionFailedError "<area>.stale"       412
 
 A code, once published, is never reused for another meaning (the Placement
 lesson): clients and runbooks match on it. Only api/ maps the tree to HTTP;
@@ -60,3 +63,24 @@ class ConflictError(YunguanError):
     """The request is valid but clashes with the current state."""
 
     code: str = "state.conflict"
+
+
+@dataclass
+class UnauthenticatedError(YunguanError):
+    """No credential, or one that is malformed, unknown, expired or revoked."""
+
+    code: str = "auth.invalid"
+
+
+@dataclass
+class ForbiddenError(YunguanError):
+    """The caller is known and may see the object, but not do this to it."""
+
+    code: str = "auth.forbidden"
+
+
+@dataclass
+class PreconditionFailedError(YunguanError):
+    """An If-Match generation no longer matches the stored one."""
+
+    code: str = "state.stale"

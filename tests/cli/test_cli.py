@@ -8,12 +8,14 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import SAMPLE
+from tests.secrets_scan import register_secret
 
 YUNGUAN = str(Path(sys.executable).with_name("yunguan"))
 
@@ -107,15 +109,21 @@ def test_up_serves_the_sample_topology_within_60s(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [YUNGUAN, "up", "--port", str(port)],
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        stdout=subprocess.DEVNULL,  # a full pipe would block the server
+        stderr=subprocess.DEVNULL,
     )
     try:
         body = None
+        token_file = tmp_path / "yunguan" / "dev-admin.token"
         while time.monotonic() - started < 60 and proc.poll() is None:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/clouds", timeout=2) as r:
+                token = token_file.read_text(encoding="utf-8").strip()
+                register_secret(token)
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/v1/clouds",
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                with urllib.request.urlopen(req, timeout=2) as r:
                     body = json.load(r)
                 break
             except OSError:
@@ -123,6 +131,13 @@ def test_up_serves_the_sample_topology_within_60s(tmp_path: Path) -> None:
         assert body is not None, "API did not answer within 60 s"
         assert body["total"] == 20
         assert (tmp_path / "yunguan" / "yunguan.db").exists()
+        assert token_file.stat().st_mode & 0o077 == 0
+        # without the token: 401
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/clouds", timeout=2)
+            raise AssertionError("anonymous request was served")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 401
     finally:
         proc.terminate()
         proc.wait(timeout=30)

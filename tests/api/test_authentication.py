@@ -1,0 +1,128 @@
+"""Bearer authentication: every refusal is a 401 problem; tokens are shown once."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from controlplane.db.base import utcnow
+from controlplane.db.identity_tables import ApiToken
+from controlplane.db.uow import UnitOfWork
+from controlplane.identity import tokens
+from tests.api.conftest import World
+from tests.secrets_scan import register_secret
+
+
+def assert_401(resp: Any, code: str) -> None:
+    assert resp.status_code == 401, resp.text
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert resp.headers["www-authenticate"].startswith("Bearer")
+    assert resp.json()["code"] == code
+
+
+def test_missing_and_malformed(world: World) -> None:
+    assert_401(world.client.get("/v1/clouds"), "auth.missing")
+    assert_401(
+        world.client.get("/v1/clouds", headers={"Authorization": "Basic abc"}), "auth.malformed"
+    )
+    assert_401(
+        world.client.get("/v1/clouds", headers={"Authorization": "Bearer "}), "auth.malformed"
+    )
+    assert_401(
+        world.client.get("/v1/clouds", headers={"Authorization": "Bearer ygt_short"}),
+        "auth.malformed",
+    )
+
+
+def test_unknown_and_wrong_tokens_look_the_same(world: World) -> None:
+    real = world.tokens["cs-member"]
+    selector = tokens.selector_of(real)
+    assert selector
+    wrong_secret = real[:-4] + ("AAAA" if not real.endswith("AAAA") else "BBBB")
+    unknown = f"ygt_{'f' * 16}_{'A' * 43}"
+    a = world.client.get("/v1/clouds", headers={"Authorization": f"Bearer {wrong_secret}"})
+    b = world.client.get("/v1/clouds", headers={"Authorization": f"Bearer {unknown}"})
+    assert_401(a, "auth.invalid")
+    assert_401(b, "auth.invalid")
+    assert a.json()["detail"] == b.json()["detail"]
+
+
+def test_unknown_and_wrong_tokens_do_the_same_work(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both paths compute one HMAC and one constant-time comparison (timing: bench/)."""
+    calls: list[str] = []
+    real_compare = hmac.compare_digest
+
+    def counting(a: Any, b: Any) -> bool:
+        calls.append("compare")
+        return real_compare(a, b)
+
+    monkeypatch.setattr(tokens.hmac, "compare_digest", counting)
+    real = world.tokens["cs-member"]
+    for bearer in (real[:-4] + "AAAA", f"ygt_{'f' * 16}_{'A' * 43}"):
+        calls.clear()
+        world.client.get("/v1/clouds", headers={"Authorization": f"Bearer {bearer}"})
+        assert calls == ["compare"]
+
+
+def test_expired_and_revoked(world: World) -> None:
+    token = world.add_user("short-lived", None, "cs-data", "cs-data")
+    assert (
+        world.client.get("/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    )
+    selector = tokens.selector_of(token)
+    with UnitOfWork(world.container.session_factory) as uow:
+        uow.session.execute(
+            update(ApiToken)
+            .where(ApiToken.selector == selector)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+        uow.commit()
+    assert_401(
+        world.client.get("/v1/me", headers={"Authorization": f"Bearer {token}"}), "auth.expired"
+    )
+
+    issued = world.call("cs-member", "POST", "/v1/me/tokens", json={"name": "laptop"}).json()
+    mine = register_secret(issued["token"])
+    assert (
+        world.client.get("/v1/me", headers={"Authorization": f"Bearer {mine}"}).status_code == 200
+    )
+    listed = world.call("cs-member", "GET", "/v1/me/tokens").json()
+    assert all("token" not in t and "digest" not in t for t in listed)
+    assert world.call("cs-member", "DELETE", f"/v1/me/tokens/{issued['id']}").status_code == 204
+    assert_401(
+        world.client.get("/v1/me", headers={"Authorization": f"Bearer {mine}"}), "auth.revoked"
+    )
+
+
+def test_tokens_are_stored_only_as_keyed_hashes(world: World) -> None:
+    with UnitOfWork(world.container.session_factory) as uow:
+        rows = uow.session.query(ApiToken).all()
+        stored = {(r.selector, r.digest) for r in rows}
+    for token in world.tokens.values():
+        assert not any(token in d or d in token for _, d in stored)
+        sel = tokens.selector_of(token)
+        digest = next(d for s, d in stored if s == sel)
+        assert digest == tokens.digest(world.container.settings.effective_secret_key, token)
+
+
+def test_me(world: World) -> None:
+    body = world.call("cs-admin", "GET", "/v1/me").json()
+    assert body == {
+        "login": "cs-admin",
+        "via": "token",
+        "roles": [{"role": "prefecture-admin", "scope": "changsha"}],
+    }
+
+
+def test_lifetime_bounds(world: World) -> None:
+    resp = world.call(
+        "cs-member", "POST", "/v1/me/tokens", json={"name": "x", "expires_in_days": 400}
+    )
+    assert resp.status_code == 422
+    assert resp.json()["code"] == "request.invalid"
