@@ -148,6 +148,7 @@ def container(migrated_url: str, backend: str, tmp_path: Path) -> Iterator[Conta
         mode=Mode.DEV, database_url=migrated_url, data_dir=tmp_path, secret_key=TEST_SECRET_KEY
     )
     engine = make_engine(migrated_url)
+    _empty_all_tables(engine)  # whatever an earlier test left, this one starts clean
     c = Container(settings=settings, engine=engine, session_factory=make_session_factory(engine))
     try:
         yield c

@@ -47,3 +47,32 @@ def test_models_match_migrations(databases: ThrowawayDatabases, backend_name: st
         assert diff == []
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_downgrade_and_upgrade_with_data(databases: ThrowawayDatabases, backend_name: str) -> None:
+    """Batch rebuilds on SQLite must survive referenced rows (foreign keys on)."""
+    from controlplane.db.engine import make_session_factory
+    from controlplane.db.uow import UnitOfWork
+    from controlplane.identity.store import IdentityStore
+    from controlplane.topology.apply import apply_topology
+    from controlplane.topology.document import load_document
+    from tests.conftest import SAMPLE
+
+    count_backend(backend_name)
+    engine = make_engine(databases.new_url(backend_name))
+    try:
+        migrate.upgrade(engine)
+        factory = make_session_factory(engine)
+        apply_topology(factory, load_document(SAMPLE), source="sample")
+        with UnitOfWork(factory) as uow:
+            IdentityStore(uow.session).create_user("u", "u", "cs-data")
+            uow.commit()
+        revisions = migrate.revisions_base_to_head()
+        for rev in reversed(revisions[:-1]):
+            migrate.downgrade(engine, rev)
+        migrate.downgrade(engine, "base")
+        migrate.upgrade(engine)
+        assert migrate.is_at_head(engine)
+    finally:
+        engine.dispose()
