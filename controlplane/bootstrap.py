@@ -7,14 +7,27 @@ nothing is built at import time.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
+from celery import Celery
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane.db.engine import make_engine, make_session_factory
 from controlplane.identity.oidc import OidcVerifier
+from controlplane.observability.cache import MetricsCache
+from controlplane.observability.collector import build_exporter
 from controlplane.settings import Settings, get_settings
+from controlplane.vocabulary import CloudKind
+from controlplane.worker.celery_app import CeleryDispatcher, make_celery
+from controlplane.worker.context import Dispatcher, ProviderCache, WorkerContext
+from controlplane.worker.embedded import EmbeddedWorker
+from controlplane.worker.retry import RetryPolicy
+from providers.base import CloudProvider
+from providers.registry import build_provider
 
 
 @dataclass
@@ -35,3 +48,41 @@ def build_container(settings: Settings | None = None) -> Container:
     return Container(
         settings=settings, engine=engine, session_factory=make_session_factory(engine), oidc=oidc
     )
+
+
+def worker_context(container: Container, dispatcher: Dispatcher) -> WorkerContext:
+    """The context every task body runs with: adapters from the registry, the
+    retry and drift policies from settings."""
+    w = container.settings.worker
+
+    def factory(code: str, kind: CloudKind, connection: Mapping[str, Any]) -> CloudProvider:
+        return build_provider(code, kind, connection, timeout=w.provider_timeout_s)
+
+    return WorkerContext(
+        session_factory=container.session_factory,
+        providers=ProviderCache(factory),
+        dispatcher=dispatcher,
+        retry=RetryPolicy(max_attempts_retryable=w.max_attempts, cap_s=w.max_countdown_s),
+        drift_policy=w.drift_policy,
+        lease=timedelta(seconds=w.effective_lease_s),
+    )
+
+
+def embedded_worker(container: Container) -> EmbeddedWorker:
+    """`yunguan up`'s in-process worker (no broker)."""
+    return EmbeddedWorker(
+        lambda worker: worker_context(container, worker),
+        threads=container.settings.worker.embedded_threads,
+    )
+
+
+def celery_app(container: Container) -> Celery:
+    """The Celery app of `yunguan worker` / `yunguan beat` (needs YUNGUAN_BROKER_URL)."""
+    return make_celery(
+        container.settings, lambda app: worker_context(container, CeleryDispatcher(app))
+    )
+
+
+def metrics_exporter(container: Container) -> MetricsCache:
+    """The DB exporter (`yunguan exporter`, and /metrics in `yunguan up`)."""
+    return build_exporter(container.session_factory, container.settings.metrics)

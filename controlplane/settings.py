@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
@@ -60,6 +60,42 @@ class OidcSettings(BaseModel):
     leeway_seconds: int = Field(default=30, ge=0, le=300)
 
 
+class WorkerSettings(BaseModel):
+    """Celery workers and the in-process pool of `yunguan up`."""
+
+    task_hard_time_limit_s: int = Field(default=300, ge=10)
+    task_soft_time_limit_s: int = Field(default=270, ge=5)
+    max_countdown_s: float = Field(default=120.0, gt=0, description="retry backoff cap")
+    max_attempts: int = Field(default=8, ge=1, description="for retryable provider errors")
+    drift_policy: Literal["correct", "report"] = "correct"
+    embedded_threads: int = Field(default=4, ge=1, le=64)
+    provider_timeout_s: float = Field(default=15.0, gt=0)
+    lease_s: int | None = Field(
+        default=None, ge=1, description="default: the hard time limit + 30 s"
+    )
+
+    @property
+    def effective_lease_s(self) -> int:
+        """Longer than any live attempt, so only a dead worker's lease runs out."""
+        return self.lease_s or self.task_hard_time_limit_s + 30
+
+
+class MetricsSettings(BaseModel):
+    """The Prometheus exporter (`yunguan exporter`, and /metrics in `yunguan up`)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)
+    # Projects × clouds × classes series (×2: granted and used); off for a very
+    # large province where per-department series are enough.
+    project_series: bool = True
+    check_interval_s: float = Field(
+        default=5.0, ge=0, description="how often a scrape may look for DB changes"
+    )
+    max_age_s: float = Field(
+        default=300.0, gt=0, description="re-render at least this often, changed or not"
+    )
+
+
 class LogSettings(BaseModel):
     level: str = "INFO"
     json_format: bool = False
@@ -82,6 +118,8 @@ class Settings(BaseSettings):
     topology_file: Path | None = None
     api: ApiSettings = Field(default_factory=ApiSettings)
     oidc: OidcSettings = Field(default_factory=OidcSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

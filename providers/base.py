@@ -22,7 +22,7 @@ this tree and chained (`raise ProviderRejected(...) from exc`)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar, Protocol, runtime_checkable
@@ -189,6 +189,18 @@ class CloudProvider(Protocol):
     def list_inventory(self, tenant: TenantRef | None = None) -> tuple[InventoryItem, ...]: ...
 
     def retire_tenant(self, tenant: TenantRef) -> None: ...
+
+
+@runtime_checkable
+class ScopedQuotaProvider(Protocol):
+    """Optional: providers whose tenants nest (Slurm accounts) enforce the upper
+    levels of the grant tree themselves. `path` is the org chain down to the
+    scope (e.g. ("hunan", "changsha")); same classes and overwrite rule as
+    `set_quota`."""
+
+    def set_scope_quota(
+        self, path: Sequence[str], limits: Mapping[ResourceClass, int]
+    ) -> TenantRef: ...
 
 
 def check_supported(

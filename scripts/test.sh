@@ -9,12 +9,28 @@ cd "$(dirname "$0")/.."
 source scripts/testbed/lib.sh
 TB_NAME=test
 
-tb_apt_install python3-venv python3-dev gcc curl postgresql-client
+tb_apt_install python3-venv python3-dev gcc curl postgresql-client redis-server
 bash scripts/venv.sh test
 
 bash scripts/testbed/postgres.sh up
 eval "$(bash scripts/testbed/postgres.sh env)"
 export YUNGUAN_TEST_POSTGRES_URL
+
+# OpenStack testbed (Keystone, Nova on the fake driver, Placement, Cinder,
+# Neutron, Glance) for tests/contract/openstack. Idempotent, ~1 s when up; a
+# cold machine installs and starts it in ~3-4 min. Plain `up` keeps the quota
+# mode recorded last; the tests switch modes themselves and end on DB quotas.
+bash scripts/testbed/openstack.sh up
+
+# Kubernetes testbed (etcd + kube-apiserver + controller-manager) for
+# tests/contract/kubernetes. Idempotent, ~0.1 s when up; the first run on a
+# fresh machine builds the apiserver from Debian's source (~6 min, cached
+# under ~/.cache/yunguan). The tests run `up` too: a missing testbed fails.
+bash scripts/testbed/kubernetes.sh up
+
+# Slurm testbed for tests/contract/slurm (idempotent, ~1 s when already up);
+# the tests run `up` themselves too, so a missing testbed fails, never skips.
+bash scripts/testbed/slurm.sh up
 
 echo "== ruff"
 .venv/bin/ruff check .

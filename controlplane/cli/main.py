@@ -13,7 +13,15 @@ from typing import Annotated
 
 import typer
 
-from controlplane.cli import db_commands, identity_commands, topology_commands
+from controlplane.cli import (
+    db_commands,
+    exporter_command,
+    identity_commands,
+    ledger_commands,
+    quota_commands,
+    topology_commands,
+    worker_commands,
+)
 from controlplane.cli.context import State, container_for
 from controlplane.cli.errors import run_cli
 from controlplane.settings import Mode, get_settings
@@ -30,6 +38,14 @@ app.add_typer(topology_commands.app, name="topology")
 app.add_typer(identity_commands.users, name="user")
 app.add_typer(identity_commands.tokens, name="token")
 app.add_typer(identity_commands.audit_app, name="audit")
+app.add_typer(ledger_commands.app, name="ledger")
+quota_commands.register(app)  # capacity, quota, request
+app.add_typer(worker_commands.ops_app, name="ops")
+app.add_typer(worker_commands.tenant_app, name="tenant")
+app.command()(worker_commands.worker)
+app.command()(worker_commands.beat)
+app.command()(worker_commands.sync)
+app.command()(exporter_command.exporter)
 
 
 @app.callback()
@@ -52,10 +68,12 @@ def up(
         Path | None, typer.Option(help="applied when the database is empty (default: sample)")
     ] = None,
 ) -> None:
-    """Embedded all-in-one: migrate the SQLite DB, load the sample topology, serve the API."""
+    """Embedded all-in-one: migrate the SQLite DB, load the sample topology, serve the API
+    (with the DB metrics and the process metrics on /metrics)."""
     import uvicorn
 
     from api.app import create_app
+    from controlplane.bootstrap import embedded_worker, metrics_exporter
     from controlplane.db.migrate import upgrade
     from controlplane.db.uow import UnitOfWork
     from controlplane.identity.bootstrap import dev_admin_token
@@ -86,7 +104,13 @@ def up(
         f"http://{host}:{port}/v1/clouds",
         err=True,
     )
-    uvicorn.run(create_app(container), host=host, port=port, log_level="info")
+    worker = embedded_worker(container)
+    worker.start()
+    try:
+        app = create_app(container, metrics=metrics_exporter(container))  # GET /metrics
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        worker.stop(timeout=10)
 
 
 @app.command()
@@ -98,8 +122,11 @@ def serve(
     """Serve the API (production: PostgreSQL, a real secret, migrations already applied)."""
     import uvicorn
 
+    from controlplane.observability.process import clear_multiprocess_dir
+
     settings = get_settings()
     settings.check_production_ready()
+    clear_multiprocess_dir()  # with PROMETHEUS_MULTIPROC_DIR: every run starts from zero
     uvicorn.run(
         "api.app:create_app",
         factory=True,

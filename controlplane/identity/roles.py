@@ -35,6 +35,7 @@ class Permission(StrEnum):
     REQUEST_READ = "request:read"
     REQUEST_APPROVE = "request:approve"
     OPERATION_READ = "operation:read"
+    OPERATION_RETRY = "operation:retry"
     MIGRATION_READ = "migration:read"
     MIGRATION_WRITE = "migration:write"
 
@@ -55,6 +56,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.REQUEST_READ,
             Permission.REQUEST_APPROVE,
             Permission.OPERATION_READ,
+            Permission.OPERATION_RETRY,
             Permission.MIGRATION_READ,
             Permission.MIGRATION_WRITE,
         }

@@ -61,6 +61,19 @@ class OpenStackConnection(_Strict):
     kind: Literal["openstack"] = "openstack"
     cloud: str = Field(min_length=1, description="entry name in clouds.yaml")
     clouds_yaml: str | None = Field(default=None, description="path; default search path if absent")
+    system_cloud: str | None = Field(
+        default=None,
+        min_length=1,
+        description="clouds.yaml entry with system scope (writes Keystone unified limits)",
+    )
+    quota_model: Literal["db", "unified"] | None = Field(
+        default=None, description="Nova's quota model; detected when absent"
+    )
+    domain_prefix: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9-]{0,30}$",
+        description="Keystone domains are <prefix>-<scope> (default yg)",
+    )
 
 
 class KubernetesConnection(_Strict):
@@ -78,6 +91,12 @@ class SlurmConnection(_Strict):
     url: str = Field(pattern=r"^https?://")
     jwt_key_file: str = Field(min_length=1)
     user: str = Field(default="slurm", min_length=1)
+    cluster: str | None = Field(
+        default=None, min_length=1, description="Slurm cluster name; discovered when only one"
+    )
+    slurm_conf: str | None = Field(
+        default=None, min_length=1, description="slurm.conf for sacctmgr/scontrol; default path"
+    )
 
 
 Connection = Annotated[

@@ -477,7 +477,8 @@ write_neutron_conf() {
 debug = false
 transport_url = $(transport_url)
 core_plugin = ml2
-service_plugins =
+# The L3 API (no agent runs): without it Neutron has no floatingip/router quotas.
+service_plugins = router
 auth_strategy = keystone
 api_workers = 1
 rpc_workers = 0

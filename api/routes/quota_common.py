@@ -1,0 +1,91 @@
+"""What the quota routes share: the transaction runner with idempotency and
+audit, ETags from generations, and the caller as a quota `Actor`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Header, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from api.auth import Access
+from api.deps import get_container
+from controlplane.bootstrap import Container
+from controlplane.db import idempotency
+from controlplane.db.retry import run_in_transaction
+from controlplane.identity import audit
+from controlplane.quotastore.store import SqlQuotaStore
+from controlplane.vocabulary import InvalidInputError
+from quotas.model import Actor, Change
+
+T = TypeVar("T")
+Cont = Annotated[Container, Depends(get_container)]
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+IfMatch = Annotated[str | None, Header(alias="If-Match")]
+
+
+def actor_of(access: Access) -> Actor:
+    return Actor(access.principal.login, access.scopes)
+
+
+def etag(generation: int) -> str:
+    return f'"{generation}"'
+
+
+def expected_generation(if_match: str | None) -> int | None:
+    """`If-Match: "7"` (or W/"7") → 7; absent → no precondition."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    value = if_match.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise InvalidInputError(
+            f'If-Match must be a generation such as "3", got {if_match!r}',
+            code="request.invalid_if_match",
+        )
+    return int(value)
+
+
+def record(session: Session, access: Access, changes: Sequence[Change]) -> None:
+    for c in changes:
+        audit.record(
+            session,
+            access.audit,
+            c.action,
+            c.object_type,
+            c.object_id,
+            scope_path=c.scope_path,
+            before=c.before,
+            after=c.after,
+        )
+
+
+def mutate(
+    container: Container,
+    request: Request,
+    access: Access,
+    key: str | None,
+    body: Any,
+    work: Callable[[SqlQuotaStore, Session], tuple[int, Any, Sequence[Change], int | None]],
+) -> JSONResponse:
+    """One transaction: claim the Idempotency-Key, run the use case, audit its
+    changes, store the answer. A retried POST replays the first answer; a lost
+    race is retried server-side (run_in_transaction)."""
+    digest = idempotency.request_hash(request.method, request.url.path, body)
+    actor = access.principal.login
+
+    def tx(session: Session) -> tuple[int, Any, int | None]:
+        if key is not None:
+            stored = idempotency.claim(session, actor, key, digest)
+            if stored is not None:
+                return stored.status_code, stored.response, None
+        status, payload, changes, generation = work(SqlQuotaStore(session), session)
+        record(session, access, changes)
+        if key is not None:
+            idempotency.complete(session, actor, key, status, payload)
+        return status, payload, generation
+
+    status, payload, generation = run_in_transaction(container.session_factory, tx)
+    headers = {"ETag": etag(generation)} if generation is not None else {}
+    return JSONResponse(payload, status_code=status, headers=headers)

@@ -1,0 +1,107 @@
+"""Idempotency keys: a retried POST with the same `Idempotency-Key` never applies twice.
+
+The route claims the key *first*, in the same transaction as the change::
+
+    stored = claim(session, actor, key, request_hash(body))
+    if stored is not None:
+        return replay(stored)              # the first call's status and body
+    result = ...the use case...
+    complete(session, actor, key, 201, body)
+    commit
+
+Claiming is an INSERT … ON CONFLICT DO NOTHING on (actor, key): a concurrent
+duplicate blocks on the uncommitted first claim (PostgreSQL) or on the write
+lock (SQLite) and then finds the completed row. If the first call failed and
+rolled back, its claim vanished with it and the retry runs normally. Reusing a
+key for a different body is a ConflictError (`idempotency.key_reused`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Integer, String, UniqueConstraint, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from controlplane.db.base import Base, UtcDateTime, utcnow
+from controlplane.vocabulary import ConflictError, InvalidInputError
+
+MAX_KEY = 200
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("actor", "key", name="uq_idempotency_keys_actor_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(MAX_KEY))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[Any | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status_code: int
+    response: Any
+
+
+def request_hash(method: str, path: str, body: Any) -> str:
+    """A stable digest of what was asked (canonical JSON), to detect key reuse."""
+    canonical = json.dumps([method.upper(), path, body], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def claim(session: Session, actor: str, key: str, digest: str) -> StoredResponse | None:
+    """Claim `key` for this call; None means go ahead, else replay the stored answer."""
+    if not key or len(key) > MAX_KEY or not key.isprintable():
+        raise InvalidInputError(
+            f"Idempotency-Key must be 1 to {MAX_KEY} printable characters",
+            code="idempotency.invalid_key",
+        )
+    values = {"actor": actor, "key": key, "request_hash": digest, "created_at": utcnow()}
+    dialect = session.get_bind().dialect.name
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(IdempotencyKey)
+    inserted = session.execute(
+        ins.values(**values).on_conflict_do_nothing().returning(IdempotencyKey.id)
+    ).first()
+    if inserted is not None:
+        return None
+    row = session.execute(
+        select(IdempotencyKey).where(IdempotencyKey.actor == actor, IdempotencyKey.key == key)
+    ).scalar_one()
+    if row.request_hash != digest:
+        raise ConflictError(
+            "this Idempotency-Key was used for a different request",
+            code="idempotency.key_reused",
+        )
+    if row.status_code is None:
+        # Only reachable if the first call is still running on SQLite without
+        # the write lock, which BEGIN IMMEDIATE rules out; say so plainly.
+        raise ConflictError(
+            "a request with this Idempotency-Key is still in progress",
+            code="idempotency.in_progress",
+        )
+    return StoredResponse(row.status_code, row.response)
+
+
+def complete(session: Session, actor: str, key: str, status_code: int, response: Any) -> None:
+    """Store the answer of the call that claimed `key` (same transaction)."""
+    session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.actor == actor, IdempotencyKey.key == key)
+        .values(status_code=status_code, response=response)
+    )
+
+
+def purge(session: Session, older_than: datetime) -> int:
+    """Forget keys older than the retention window (a periodic job)."""
+    result = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < older_than))
+    return int(getattr(result, "rowcount", 0) or 0)
