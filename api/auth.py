@@ -78,6 +78,11 @@ def _bearer(request: Request) -> str:
 
 def authenticate(request: Request, container: Container) -> Principal:
     token = _bearer(request)
+    cache = container.principals
+    key = cache.key(token)
+    cached = cache.get(key, utcnow())
+    if cached is not None:
+        return cached
     with UnitOfWork(container.session_factory) as uow:
         try:
             if token.startswith(PREFIX) or container.oidc is None:
@@ -91,6 +96,7 @@ def authenticate(request: Request, container: Container) -> Principal:
             log.info("refused bearer (%s) request_id=%s", exc.code, request.state.request_id)
             raise UnauthenticatedError(exc.message, code=exc.code) from None
         uow.commit()  # last-used stamp, just-in-time OIDC user
+    cache.put(key, principal, principal.expires_at)
     return principal
 
 

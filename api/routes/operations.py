@@ -90,15 +90,12 @@ def list_operations(
 
 
 def _visible(uow: UoW, op_id: int, scopes: tuple[str, ...]) -> tuple[Operation, str, str]:
-    row = (
-        uow.session.execute(
-            select(Operation, Cloud.code, OrgNode.code)
-            .join(Cloud, Cloud.id == Operation.cloud_id)
-            .join(OrgNode, OrgNode.id == Operation.node_id)
-            .where(Operation.id == op_id)
-        )
-        .first()
-    )
+    row = uow.session.execute(
+        select(Operation, Cloud.code, OrgNode.code)
+        .join(Cloud, Cloud.id == Operation.cloud_id)
+        .join(OrgNode, OrgNode.id == Operation.node_id)
+        .where(Operation.id == op_id)
+    ).first()
     if row is None or not within(row[0].scope_path, scopes):
         raise NotFoundError(f"no operation {op_id}", code="operation.not_found")
     return row[0], row[1], row[2]

@@ -96,6 +96,22 @@ def _visible_request(
     return req
 
 
+def _decision_scope(store: SqlQuotaStore, access: Access, request_id: int) -> str | None:
+    """Who may decide a request, and whose headroom an approval draws on: the
+    approving scope's admins draw on it (None), a department manager only on
+    the department's own grant (its code). Anyone else: 404 or 403."""
+    readers = access.principal.scopes_for(Permission.REQUEST_READ)
+    req = _visible_request(store, request_id, readers)
+    chain = store.chain(req.project.code)
+    scope, department = approving_scope(chain), chain[-2]
+    if within(scope.path, access.scopes):
+        return None
+    if within(department.path, access.scopes):
+        return department.code
+    access.check_within(scope.path, f"request {request_id}")
+    return None
+
+
 @router.post("/requests", status_code=201)
 def file_request(
     body: RequestIn, request: Request, container: Cont, access: Filer, key: IdemKey = None
@@ -157,18 +173,7 @@ def approve(
     if_match: IfMatch = None,
 ) -> JSONResponse:
     def work(store: SqlQuotaStore, _s: Session) -> tuple[int, Any, Any, int | None]:
-        readers = access.principal.scopes_for(Permission.REQUEST_READ)
-        req = _visible_request(store, request_id, readers)
-        chain = store.chain(req.project.code)
-        scope = approving_scope(chain)
-        department = chain[-2]
-        if within(scope.path, access.scopes):
-            draw_from = None  # the approving scope's own headroom
-        elif within(department.path, access.scopes):
-            draw_from = department.code  # a department manager: the department's grant only
-        else:
-            access.check_within(scope.path, f"request {request_id}")
-            draw_from = None
+        draw_from = _decision_scope(store, access, request_id)
         result = service.approve_request(
             store,
             actor_of(access),
@@ -194,11 +199,7 @@ def reject(
     if_match: IfMatch = None,
 ) -> JSONResponse:
     def work(store: SqlQuotaStore, _s: Session) -> tuple[int, Any, Any, int | None]:
-        readers = access.principal.scopes_for(Permission.REQUEST_READ)
-        req = _visible_request(store, request_id, readers)
-        chain = store.chain(req.project.code)
-        if not within(chain[-2].path, access.scopes):
-            access.check_within(approving_scope(chain).path, f"request {request_id}")
+        _decision_scope(store, access, request_id)
         result = service.reject_request(
             store,
             actor_of(access),

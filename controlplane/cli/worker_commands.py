@@ -15,6 +15,7 @@ from controlplane.db.outbox import add_outbox
 from controlplane.db.tables import Cloud, OrgNode
 from controlplane.db.uow import UnitOfWork
 from controlplane.db.worker_tables import Operation
+from controlplane.settings import get_settings
 from controlplane.vocabulary import InvalidInputError, NotFoundError
 from controlplane.worker import operations as ops
 from controlplane.worker.celery_app import QUEUES, CeleryDispatcher
@@ -32,6 +33,10 @@ def worker(
     ),
     concurrency: Annotated[int, typer.Option("-c", "--concurrency")] = 2,
     loglevel: Annotated[str, typer.Option()] = "INFO",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="serve task metrics here (needs PROMETHEUS_MULTIPROC_DIR)"),
+    ] = None,
 ) -> None:
     """Run a Celery worker (needs YUNGUAN_BROKER_URL)."""
     app = celery_app(container_for())
@@ -40,6 +45,10 @@ def worker(
         raise InvalidInputError(
             f"unknown queues: {', '.join(sorted(unknown))}", code="worker.invalid_queue"
         )
+    if metrics_port is not None:
+        from controlplane.observability.process import serve_process_metrics
+
+        serve_process_metrics(get_settings().metrics.host, metrics_port)
     app.worker_main(
         [
             "worker",

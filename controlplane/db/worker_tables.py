@@ -67,9 +67,7 @@ class Operation(Base):
 
 class CloudTenant(Base):
     __tablename__ = "cloud_tenants"
-    __table_args__ = (
-        UniqueConstraint("cloud_id", "node_id", name="uq_cloud_tenants_cloud_node"),
-    )
+    __table_args__ = (UniqueConstraint("cloud_id", "node_id", name="uq_cloud_tenants_cloud_node"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     cloud_id: Mapped[int] = mapped_column(ForeignKey("clouds.id", ondelete="CASCADE"))

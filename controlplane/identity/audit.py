@@ -84,6 +84,18 @@ def entry_hash(entry: AuditEntry) -> str:
     return hashlib.sha256(_canonical(entry)).hexdigest()
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One audit entry to write; `record_many` chains a batch under one lock."""
+
+    action: str
+    object_type: str
+    object_id: str
+    scope_path: str
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+
 def record(
     session: Session,
     ctx: AuditContext,
@@ -95,31 +107,45 @@ def record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> AuditEntry:
+    return record_many(
+        session, ctx, [Entry(action, object_type, object_id, scope_path, before, after)]
+    )[0]
+
+
+def record_many(session: Session, ctx: AuditContext, entries: list[Entry]) -> list[AuditEntry]:
+    """Appends entries in order: one head lock and one head update for the batch."""
+    if not entries:
+        return []
     head = session.scalar(select(AuditHead).where(AuditHead.id == 1).with_for_update())
     if head is None:
         raise RuntimeError("audit_head row missing: run `yunguan db upgrade`")
-    # Microseconds only: both backends store them exactly, so the hash round-trips.
-    entry = AuditEntry(
-        seq=head.last_seq + 1,
-        at=utcnow(),
-        actor=ctx.actor,
-        roles=ctx.roles,
-        scope_path=scope_path,
-        action=action,
-        object_type=object_type,
-        object_id=object_id,
-        before=redact(before) if before is not None else None,
-        after=redact(after) if after is not None else None,
-        request_id=ctx.request_id,
-        source=ctx.source,
-        prev_hash=head.last_hash,
-    )
-    entry.hash = entry_hash(entry)
-    session.add(entry)
-    head.last_seq = entry.seq
-    head.last_hash = entry.hash
+    written = []
+    seq, prev = head.last_seq, head.last_hash
+    at = utcnow()  # microseconds: both backends store them exactly, so hashes round-trip
+    for e in entries:
+        seq += 1
+        entry = AuditEntry(
+            seq=seq,
+            at=at,
+            actor=ctx.actor,
+            roles=ctx.roles,
+            scope_path=e.scope_path,
+            action=e.action,
+            object_type=e.object_type,
+            object_id=e.object_id,
+            before=redact(e.before) if e.before is not None else None,
+            after=redact(e.after) if e.after is not None else None,
+            request_id=ctx.request_id,
+            source=ctx.source,
+            prev_hash=prev,
+        )
+        entry.hash = entry_hash(entry)
+        prev = entry.hash
+        session.add(entry)
+        written.append(entry)
+    head.last_seq, head.last_hash = seq, prev
     session.flush()
-    return entry
+    return written
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,11 @@ class OidcVerifier:
         user = IdentityStore(session).upsert_oidc_user(
             login, str(claims.get(self._cfg.name_claim) or login)
         )
-        return Principal(user.id, user.login, self._bindings(session, claims), via="oidc")
+        exp = claims.get("exp")
+        expires_at = datetime.fromtimestamp(exp, UTC) if isinstance(exp, int | float) else None
+        return Principal(
+            user.id, user.login, self._bindings(session, claims), via="oidc", expires_at=expires_at
+        )
 
     def _bindings(self, session: Session, claims: dict[str, Any]) -> tuple[Binding, ...]:
         raw = claims.get(self._cfg.roles_claim) or []

@@ -8,6 +8,7 @@ prefix in SQL, so lists are filtered before pagination.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from controlplane.identity.roles import ROLE_PERMISSIONS, Permission, Role
 
@@ -25,6 +26,7 @@ class Principal:
     login: str
     bindings: tuple[Binding, ...]
     via: str = "token"  # "token" or "oidc"
+    expires_at: datetime | None = None  # of the credential that proved it
 
     def scopes_for(self, permission: Permission) -> tuple[str, ...]:
         """Scope paths where `permission` holds, without paths nested in another."""

@@ -7,7 +7,7 @@ routes and the `yunguan user|token` commands.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Select, select
@@ -192,7 +192,7 @@ class IdentityStore:
         # row lock; a minute's resolution is plenty to spot an unused token.
         if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
             row.last_used_at = now
-        return principal_of(user)
+        return replace(principal_of(user), expires_at=row.expires_at)
 
     def user_by_id(self, user_id: int) -> User:
         user = self._s.scalar(self._user_query().where(User.id == user_id))

@@ -29,8 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.exposition import generate_latest
+from prometheus_client.exposition import generate_latest, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from controlplane.vocabulary import InvalidInputError
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -102,6 +104,21 @@ def clear_multiprocess_dir() -> None:
     path.mkdir(parents=True, exist_ok=True)
     for stale in path.glob("*.db"):
         stale.unlink()
+
+
+def serve_process_metrics(host: str, port: int) -> None:
+    """`yunguan worker --metrics-port`: a thread of the Celery parent serving the task
+    metrics of every pool process (they are forked later and write their files)."""
+    if multiprocess_dir() is None:
+        raise InvalidInputError(
+            f"--metrics-port needs {MULTIPROC_ENV} (an empty directory): the prefork "
+            "pool's processes count in files that this endpoint adds up",
+            code="config.invalid",
+        )
+    clear_multiprocess_dir()
+    registry = CollectorRegistry(auto_describe=False)
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(port, addr=host, registry=registry)
 
 
 def observe_request(method: str, route: str | None, status: int, seconds: float) -> None:

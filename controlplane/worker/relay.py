@@ -77,9 +77,7 @@ def _target_of(session: Session, event: OutboxEvent) -> tuple[OpKind, Cloud, Org
     return kind, cloud, node
 
 
-def _approved_request(
-    session: Session, event: OutboxEvent
-) -> tuple[OpKind, Cloud, OrgNode] | None:
+def _approved_request(session: Session, event: OutboxEvent) -> tuple[OpKind, Cloud, OrgNode] | None:
     """A request event matters once the request is approved: its project's quota on
     its cloud must be pushed. The row is re-read: the event may be stale."""
     req = session.get(QuotaRequestRow, event.payload.get("request"))

@@ -165,3 +165,24 @@ def test_conflicts_with_stored_state_write_nothing(
         apply_data(container, data)
     assert any(expected in str(p) for p in info.value.problems), info.value.problems
     assert snapshot(container) == before
+
+
+def test_a_node_holding_grants_cannot_move(container: Container) -> None:
+    from controlplane.quotastore.store import SqlQuotaStore
+    from quotas import service
+    from quotas.model import Actor
+
+    apply_data(container, sample_data())
+    with UnitOfWork(container.session_factory) as uow:
+        store = SqlQuotaStore(uow.session)
+        service.set_capacity(store, Actor("t"), "provincial", "vcpu", 100)
+        service.set_grant(store, Actor("t"), "changsha", "provincial", "vcpu", 10)
+        service.set_grant(store, Actor("t"), "cs-health", "provincial", "vcpu", 5)
+        uow.commit()
+    before = snapshot(container)
+    data = sample_data()
+    next(d for d in data["departments"] if d["code"] == "cs-health")["parent"] = "zhuzhou"
+    with pytest.raises(InvalidInputError) as info:
+        apply_data(container, data)
+    assert "cannot move to 'zhuzhou'" in str(info.value.problems[0])
+    assert snapshot(container) == before

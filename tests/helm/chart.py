@@ -37,7 +37,7 @@ WORKER_QUEUES = {
 @dataclass
 class Helm:
     binary: str
-    env: dict[str, str]
+    env: dict[str, str] = field(repr=False)  # the process environment: never printed
     calls: list[list[str]] = field(default_factory=list)
 
     def run(

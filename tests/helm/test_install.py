@@ -60,15 +60,15 @@ def get_object(
 ) -> dict[str, Any]:
     """GET one object at exactly this API version (a 404 raises ApiException)."""
     base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    result: dict[str, Any] = api.call_api(
-        f"{base}/namespaces/{namespace}/{PLURALS[kind]}/{name}",
-        "GET",
+    method, url, headers, _, _ = api.param_serialize(
+        method="GET",
+        resource_path=f"{base}/namespaces/{namespace}/{PLURALS[kind]}/{name}",
         header_params={"Accept": "application/json"},
         auth_settings=["BearerToken"],
-        response_type="object",
-        _return_http_data_only=True,
-        _request_timeout=15,
     )
+    response = api.call_api(method, url, header_params=headers, _request_timeout=15)
+    response.read()
+    result: dict[str, Any] = api.response_deserialize(response, {"200": "object"}).data
     return result
 
 
@@ -234,7 +234,7 @@ class Release:
     helm: Helm
     api: ApiClient
     jobs: JobController
-    secret_values: list[str]
+    secret_values: list[str] = field(repr=False)
 
     def helm_args(self, *extra: str) -> list[str | Any]:
         return [RELEASE, CHART, "--namespace", NAMESPACE, *production_args(), *TIMEOUT, *extra]

@@ -4,8 +4,9 @@ The OpenStack adapter lists the inventory of a throwaway Yunguan tenant on
 the testbed (`scripts/testbed/openstack.sh`); the items go through
 `replace_cloud_inventory` exactly as the inventory sync task will feed them,
 the provider's tenant id mapped to the Yunguan project code (`TenantRef.key`).
-Nothing is booted, so the tenant runs nothing and acceptance must be refused
-on that real evidence. A testbed that cannot be started fails the test; it
+First nothing is booted, so the tenant runs nothing and acceptance must be
+refused on that real evidence; then a server is booted (Nova's fake driver)
+and acceptance is granted on it. A testbed that cannot be started fails the test; it
 is never skipped. The tenant's domain carries a random prefix and is purged.
 """
 
@@ -26,7 +27,7 @@ from controlplane.bootstrap import Container
 from controlplane.db.ledger_tables import InventorySync
 from controlplane.db.uow import UnitOfWork
 from controlplane.ledgerstore.inventory import ObservedItem, replace_cloud_inventory
-from controlplane.vocabulary import CloudKind, ConflictError
+from controlplane.vocabulary import CloudKind, ConflictError, ResourceClass
 from migration.model import SystemState
 from providers.base import CloudProvider, InventoryItem, TenantRef, TenantSpec
 from providers.registry import build_provider
@@ -51,6 +52,8 @@ def _testbed(*args: str) -> str:
 class Tenant:
     provider: CloudProvider
     ref: TenantRef
+    clouds_yaml: Path
+    entry: str
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +81,7 @@ def openstack_tenant() -> Iterator[Tenant]:
                 path=("hunan", "changsha", "cs-data", "cs-data-portal"),
             )
         )
-        yield Tenant(provider, ref)
+        yield Tenant(provider, ref, clouds_yaml, entry)
     finally:
         admin = cloudops.connect_entry(clouds_yaml, entry)
         system = cloudops.connect_entry(clouds_yaml, f"{entry}-system")
@@ -123,3 +126,38 @@ def test_acceptance_on_real_testbed_inventory(topo: Container, openstack_tenant:
         move(topo, PORTAL, SystemState.ACCEPTED)
     assert err.value.code == "migration.acceptance_unverified"
     assert "shows nothing running for cs-data-portal" in err.value.message
+
+
+def test_acceptance_granted_with_a_running_server(
+    topo: Container, openstack_tenant: Tenant
+) -> None:
+    """The same path with real evidence: a server booted in the tenant (Nova's
+    fake driver makes it ACTIVE) is listed, stored, and acceptance goes through."""
+    seeded(topo)
+    for state in (SystemState.PLANNED, SystemState.MIGRATING, SystemState.CUT_OVER):
+        move(topo, PORTAL, state)
+    ref = openstack_tenant.ref
+    admin = cloudops.connect_entry(openstack_tenant.clouds_yaml, openstack_tenant.entry)
+    auth_url = admin.config.get_auth_args()["auth_url"]
+    login = f"{ref.provider_id}-{secrets.token_hex(3)}"
+    user = cloudops.member_connection(admin, auth_url, login, ref.provider_id)
+    prefix = f"{login}-tiny"
+    with cloudops.flavor_and_image(admin, prefix) as (flavor, image):
+        openstack_tenant.provider.set_quota(
+            ref, {ResourceClass.VCPU: 2, ResourceClass.INSTANCES: 1, ResourceClass.MEMORY_MIB: 1024}
+        )
+        cloudops.boot(user, f"{prefix}-vm", flavor, image)
+        items = openstack_tenant.provider.list_inventory(ref)
+        assert any(i.running and i.kind == "server" for i in items)
+        with UnitOfWork(topo.session_factory) as uow:
+            summary = replace_cloud_inventory(
+                uow.session,
+                "changsha",
+                observed(items, {ref.provider_id: ref.key}),
+                datetime.now(UTC),
+            )
+            uow.commit()
+        assert summary.running >= 1
+        done = move(topo, PORTAL, SystemState.ACCEPTED)
+        assert done.to_state is SystemState.ACCEPTED and not done.override
+        cloudops.delete_servers(admin, ref.provider_id)

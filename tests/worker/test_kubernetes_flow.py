@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pytest
-from kubernetes.client import CoreV1Api
+from kubernetes.client import CoreV1Api, V1Node
 from kubernetes.client.exceptions import ApiException
 from sqlalchemy import select
 
@@ -62,6 +62,7 @@ from tests.worker.world import RecordingDispatcher, apply_world, context, drain,
 CLOUD = "ai-centre"
 DEPARTMENT = "hn-health"  # a provincial department; the province approves its requests
 POOL_LABEL = "yunguan.test/flow-pool"
+COUNTED = ("vcpu", "memory_mib", "pods", "gpu")  # what nodes offer, per architecture
 
 
 class KubeFlow:
@@ -157,7 +158,7 @@ def test_approved_grant_is_enforced_by_the_apiserver_and_a_raise_lets_pods_in(
 @pytest.fixture
 def node_pool(core: CoreV1Api) -> Iterator[tuple[str, list[str]]]:
     """(label value, node names): the test creates the nodes, this removes them."""
-    label, names = f"{RUN}-{secrets.token_hex(3)}", []
+    label, names = f"{RUN}-{secrets.token_hex(3)}", list[str]()
     yield label, names
     for name in names:
         try:
@@ -176,7 +177,7 @@ def add_node(
     del labels[RUN_LABEL]  # the contract suite's session nodes must stay exactly its own
     labels[POOL_LABEL] = label
     names.append(body["metadata"]["name"])
-    core.create_node(body)
+    core.create_node(cast(V1Node, body))  # a manifest dict, sent as it is
     # No kubelet lifts the apiserver's not-ready taint; the test does (as the
     # contract fixtures do), or the node would not count.
     core.patch_node(body["metadata"]["name"], {"spec": {"taints": None}})
@@ -208,9 +209,8 @@ def test_capacity_per_architecture_and_gpu_follows_into_the_pools(
     flow: KubeFlow, container: Container, core: CoreV1Api, node_pool: tuple[str, list[str]]
 ) -> None:
     flow.declare({"vcpu": 64, "memory_mib": 262144, "pods": 500, "gpu": 8})
-    assert {rc: p["source"] for rc, p in flow.pools().items()} == dict.fromkeys(
-        ("vcpu", "memory_mib", "pods", "gpu"), "declared"
-    )
+    before = flow.pools()
+    assert {rc: before[rc]["source"] for rc in COUNTED} == dict.fromkeys(COUNTED, "declared")
     add_node(core, node_pool, "amd64-gpu", "amd64", gpus=4)
     add_node(core, node_pool, "arm64", "arm64")
     ctx = pool_context(container, f"{POOL_LABEL}={node_pool[0]}")
@@ -227,12 +227,13 @@ def test_capacity_per_architecture_and_gpu_follows_into_the_pools(
         ("gpu", "x86_64"): 4,  # no GPU row for arm64: no node there offers one
     }
     pools = flow.pools()
-    assert {rc: (p["total"], p["source"]) for rc, p in pools.items()} == {
+    assert {rc: (pools[rc]["total"], pools[rc]["source"]) for rc in COUNTED} == {
         "vcpu": (32, "observed"),
         "memory_mib": (2 * gib64, "observed"),
         "pods": (220, "observed"),
         "gpu": (4, "observed"),
     }
+    assert pools["disk_gib"] == before["disk_gib"]  # nodes offer no claimable storage
 
     # Another arm64 node joins: its architecture's rows and the pools follow.
     add_node(core, node_pool, "arm64-2", "arm64")

@@ -199,7 +199,7 @@ def test_project_grant_holds_jobs_and_an_approved_raise_releases_them(
     too_many_cpus = jobs.submit(account, cpus=3)
     too_many_gpus = jobs.submit(account, cpus=1, gpus=2)
     fits = jobs.submit(account, cpus=1, gpus=1)
-    jobs.wait_running(fits)
+    jobs.wait_running(fits, timeout=60)
     assert jobs.wait_pending_on(too_many_cpus, "GrpCpuLimit") == "AssocGrpCpuLimit"
     assert jobs.wait_pending_on(too_many_gpus, "GrpGRES") == "AssocGrpGRES"
 
@@ -236,7 +236,7 @@ def test_prefecture_grant_caps_its_departments_together(
     assert f.converge() == {("apply_scope", pref), ("apply_scope", d1), ("provision", p1)}
     wait_enforced(slurm_testbed, account_name(pref), {"cpu": "2"})
     first = jobs.submit(f.let_root_submit(p1), cpus=2)
-    jobs.wait_running(first)
+    jobs.wait_running(first, timeout=60)
 
     # The prefecture's two CPUs go to the second department's project.
     f.grant(p1, {"hpc_cpu": 0})
@@ -246,6 +246,7 @@ def test_prefecture_grant_caps_its_departments_together(
     assert (f.granted(pref, "hpc_cpu"), f.granted(d2, "hpc_cpu")) == (2, 1)
     account = f.let_root_submit(p2)
     wait_enforced(slurm_testbed, account, {"cpu": "1"})
+    wait_enforced(slurm_testbed, account_name(d2), {"cpu": "1"})  # lifted by the approval
     wait_enforced(slurm_testbed, account_name(p1), {"cpu": "0"})
 
     # 1 CPU fits the project (1) and its department (1), not the prefecture:

@@ -7,9 +7,9 @@ asking for a second GPU; raising the grant with `set_quota` lets them in with
 no waiting on the caller's side, because `set_quota` returns only once the
 quota controller enforces the new limits.
 
-Still to do (needs the async provisioning issue): the same story through
-Yunguan's normal flow, a department's request approved through the API, the
-worker converging the grant onto the cluster.
+The same story through Yunguan's normal flow (a department's request approved
+through the API, the worker converging the grant onto the cluster) is
+tests/worker/test_kubernetes_flow.py.
 """
 
 from __future__ import annotations

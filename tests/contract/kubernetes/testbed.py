@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
-from kubernetes.client import CoreV1Api
+from kubernetes.client import CoreV1Api, V1Pod
 from kubernetes.client.exceptions import ApiException
 
 from providers.kubernetes.adapter import KubernetesProvider
@@ -87,21 +87,23 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) ->
         time.sleep(0.1)
 
 
-def pod(name: str, limits: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+def pod(name: str, limits: dict[str, str] | None = None, **spec: Any) -> V1Pod:
+    """A pod manifest (the client sends a dict as it is; typed as what it stands for)."""
     container: dict[str, Any] = {"name": "main", "image": "registry.invalid/train:1"}
     if limits:
         # Extended resources need requests == limits; stating only limits
         # makes the apiserver default the requests to them.
         container["resources"] = {"limits": limits}
-    return {
+    manifest = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name},
         "spec": {"containers": [container], **spec},
     }
+    return cast(V1Pod, manifest)
 
 
-def refused(core: CoreV1Api, namespace: str, body: dict[str, Any]) -> ApiException:
+def refused(core: CoreV1Api, namespace: str, body: V1Pod) -> ApiException:
     with pytest.raises(ApiException) as info:
         core.create_namespaced_pod(namespace, body)
     return info.value

@@ -2,7 +2,7 @@
 grant and on a prefecture's grant, and raising a grant releases them.
 
 Adapter level: the same calls Yunguan's provisioning task makes, without the
-API and the worker around them (that E2E needs the async provisioning issue).
+API and the worker around them (tests/worker/test_slurm_flow.py is that E2E).
 Jobs are `sleep` batch jobs submitted as root with `--account`; each test
 cancels its jobs in teardown. Every wait is bounded and generous.
 """

@@ -22,8 +22,10 @@ _utc = controlplane.db.base.UtcDateTime
 
 def _fk(table: str, column: str, target: str) -> sa.ForeignKeyConstraint:
     return sa.ForeignKeyConstraint(
-        [column], [f"{target}.id"],
-        name=op.f(f"fk_{table}_{column}_{target}"), ondelete="CASCADE",
+        [column],
+        [f"{target}.id"],
+        name=op.f(f"fk_{table}_{column}_{target}"),
+        ondelete="CASCADE",
     )
 
 
@@ -58,8 +60,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_operations")),
         sa.UniqueConstraint("source_event_id", name=op.f("uq_operations_source_event_id")),
     )
-    op.create_index("ix_operations_target", "operations",
-                    ["cloud_id", "node_id", "kind", "status"])
+    op.create_index("ix_operations_target", "operations", ["cloud_id", "node_id", "kind", "status"])
     op.create_index(op.f("ix_operations_scope_path"), "operations", ["scope_path"])
     op.create_index(op.f("ix_operations_status"), "operations", ["status"])
     op.create_table(
@@ -89,8 +90,9 @@ def upgrade() -> None:
         _fk("quota_observations", "cloud_id", "clouds"),
         _fk("quota_observations", "project_id", "org_nodes"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_quota_observations")),
-        sa.UniqueConstraint("cloud_id", "project_id", "resource_class",
-                            name="uq_quota_observations_key"),
+        sa.UniqueConstraint(
+            "cloud_id", "project_id", "resource_class", name="uq_quota_observations_key"
+        ),
     )
     op.create_table(
         "capacity_observations",
@@ -105,8 +107,9 @@ def upgrade() -> None:
         sa.Column("observed_at", _utc(), nullable=False),
         _fk("capacity_observations", "cloud_id", "clouds"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_capacity_observations")),
-        sa.UniqueConstraint("cloud_id", "resource_class", "architecture",
-                            name="uq_capacity_observations_key"),
+        sa.UniqueConstraint(
+            "cloud_id", "resource_class", "architecture", name="uq_capacity_observations_key"
+        ),
     )
     op.create_table(
         "sync_status",

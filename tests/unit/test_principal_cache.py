@@ -1,0 +1,36 @@
+"""The principal cache answers from memory for its TTL only, never past the
+credential's own expiry, and not at all with TTL 0."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from controlplane.identity.cache import PrincipalCache
+from controlplane.identity.principal import Principal
+
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
+P = Principal(user_id=1, login="a", bindings=())
+
+
+def test_hit_then_ttl_ends() -> None:
+    cache = PrincipalCache(ttl=0.2)
+    key = cache.key("ygt_x")
+    assert key != "ygt_x" and len(key) == 64
+    cache.put(key, P, NOW + timedelta(days=1))
+    assert cache.get(key, NOW) is P
+    time.sleep(0.3)  # past the TTL: the next request resolves the token again
+    assert cache.get(key, NOW) is None
+
+
+def test_never_past_the_credentials_expiry() -> None:
+    cache = PrincipalCache(ttl=60)
+    key = cache.key("ygt_y")
+    cache.put(key, P, NOW + timedelta(seconds=1))
+    assert cache.get(key, NOW + timedelta(seconds=2)) is None
+
+
+def test_ttl_zero_is_off() -> None:
+    cache = PrincipalCache(ttl=0)
+    cache.put(cache.key("t"), P, None)
+    assert cache.get(cache.key("t"), NOW) is None
