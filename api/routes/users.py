@@ -41,7 +41,7 @@ UserWriter = Annotated[Access, Depends(require(Permission.USER_WRITE))]
 
 
 def _home_path(user: User) -> str:
-    return user.home_scope.path if user.home_scope else "/"
+    return user.home_path
 
 
 def _snapshot(user: User) -> dict[str, Any]:

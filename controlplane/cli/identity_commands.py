@@ -63,7 +63,7 @@ def bind(
     with UnitOfWork(container.session_factory) as uow:
         store = IdentityStore(uow.session)
         user = store.user(login)
-        path = user.home_scope.path if user.home_scope else "/"
+        path = user.home_path
         store.bind(user, role, scope)
         audit.record(
             uow.session,
@@ -104,7 +104,7 @@ def token_create(
         store = IdentityStore(uow.session)
         user = store.user(login)
         issued = store.issue_token(container.settings.effective_secret_key, user, name, days)
-        path = user.home_scope.path if user.home_scope else "/"
+        path = user.home_path
         audit.record(
             uow.session,
             cli_context(),
@@ -128,7 +128,7 @@ def token_revoke(token_id: int) -> None:
         row = store.token(token_id)
         store.revoke(row)
         user = store.user_by_id(row.user_id)
-        path = user.home_scope.path if user.home_scope else "/"
+        path = user.home_path
         audit.record(
             uow.session,
             cli_context(),

@@ -44,6 +44,11 @@ class User(Base):
         back_populates="user", cascade="all, delete-orphan", order_by="RoleBinding.id"
     )
 
+    @property
+    def home_path(self) -> str:
+        """The org path the user's audit entries and visibility hang on ("/": none)."""
+        return self.home_scope.path if self.home_scope else "/"
+
 
 class RoleBinding(Base):
     __tablename__ = "role_bindings"

@@ -56,7 +56,7 @@ def create_user_with_token(
     user = store.create_user(login, display_name, scope)
     store.bind(user, role, scope)
     issued = store.issue_token(secret_key, user, "initial", days)
-    path = user.home_scope.path if user.home_scope else "/"
+    path = user.home_path
     audit.record(
         session,
         ctx,
@@ -91,7 +91,7 @@ def dev_admin_token(session: Session, secret_key: str) -> IssuedToken:
     ):
         store.revoke(old)
     issued = store.issue_token(secret_key, user, DEV_TOKEN_NAME, 30)
-    path = user.home_scope.path if user.home_scope else "/"
+    path = user.home_path
     audit.record(
         session,
         ctx,

@@ -21,6 +21,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from controlplane.db.base import utcnow
+from controlplane.db.quota_tables import QuotaGrant
 from controlplane.db.tables import Cloud, OrgNode
 from controlplane.db.uow import UnitOfWork
 from controlplane.db.worker_tables import (
@@ -32,7 +33,7 @@ from controlplane.db.worker_tables import (
 )
 from controlplane.ledgerstore.inventory import ObservedItem, replace_cloud_inventory
 from controlplane.quotastore.store import SqlQuotaStore
-from controlplane.vocabulary import CloudKind, ResourceClass
+from controlplane.vocabulary import CloudKind, OrgLevel, ResourceClass
 from controlplane.worker import operations as ops
 from controlplane.worker.context import WorkerContext, queue_for
 from controlplane.worker.desired import desired_limits, load_target
@@ -46,7 +47,7 @@ from providers.base import (
     TenantRef,
 )
 from quotas.grants import set_capacity
-from quotas.model import SYSTEM
+from quotas.model import SYSTEM, CloudRef, NodeRef
 
 log = logging.getLogger("yunguan.sync")
 T = TypeVar("T")
@@ -158,10 +159,13 @@ def _update_pools(
     a pool's generation (its ETag) must not churn every sync."""
     store = SqlQuotaStore(s)
     ref = store.cloud(cloud.code)
-    current = {
-        (r.resource_class, r.total, r.capacity_reserved)
-        for r in store.grant_rows(ref, within=(ref.owner.path,))
-        if r.is_pool
+    current = {  # the pool rows only, not the whole tree
+        (ResourceClass(r.resource_class), r.total, r.capacity_reserved)
+        for r in s.execute(
+            select(QuotaGrant.resource_class, QuotaGrant.total, QuotaGrant.capacity_reserved).where(
+                QuotaGrant.cloud_id == cloud.id, QuotaGrant.is_pool.is_(True)
+            )
+        ).all()
     }
     for rc, (total, reserved) in totals.items():
         if not ref.supports(rc) or (rc, total, reserved) in current:
@@ -178,14 +182,21 @@ def _update_pools(
 
 @dataclass(frozen=True)
 class _Bound:
-    node_id: int
-    code: str
+    node: NodeRef
     ref: TenantRef
+
+    @property
+    def node_id(self) -> int:
+        return self.node.id
+
+    @property
+    def code(self) -> str:
+        return self.node.code
 
 
 def _bindings(s: Session, cloud_id: int) -> list[_Bound]:
     rows = s.execute(
-        select(CloudTenant.node_id, CloudTenant.provider_id, OrgNode.code)
+        select(CloudTenant.node_id, CloudTenant.provider_id, OrgNode.code, OrgNode.path)
         .join(OrgNode, OrgNode.id == CloudTenant.node_id)
         .where(
             CloudTenant.cloud_id == cloud_id,
@@ -194,7 +205,12 @@ def _bindings(s: Session, cloud_id: int) -> list[_Bound]:
         )
         .order_by(CloudTenant.id)
     ).all()
-    return [_Bound(r.node_id, r.code, TenantRef(r.code, r.provider_id)) for r in rows]
+    return [
+        _Bound(
+            NodeRef(r.node_id, r.code, OrgLevel.PROJECT, r.path), TenantRef(r.code, r.provider_id)
+        )
+        for r in rows
+    ]
 
 
 def _parallel(fn: Callable[[_Bound], T], items: Sequence[_Bound]) -> list[tuple[_Bound, T | None]]:
@@ -224,9 +240,11 @@ def sync_quotas(ctx: WorkerContext, cloud_code: str) -> list[int]:
         enforced = provider.supported_classes()
         now = utcnow()
         with UnitOfWork(ctx.session_factory) as uow:
+            store = SqlQuotaStore(uow.session)
+            ref = store.cloud(cloud.code)  # once per sync, not once per tenant
             for b, reading in readings:
                 if reading is not None and _record_quota(
-                    uow.session, cloud, b, reading, enforced, now
+                    uow.session, store, ref, cloud, b, reading, enforced, now
                 ):
                     op = _correct(ctx, uow.session, cloud, b)
                     if op is not None:
@@ -239,6 +257,8 @@ def sync_quotas(ctx: WorkerContext, cloud_code: str) -> list[int]:
 
 def _record_quota(
     s: Session,
+    store: SqlQuotaStore,
+    ref: CloudRef,
     cloud: CloudInfo,
     b: _Bound,
     reading: QuotaReading,
@@ -248,9 +268,6 @@ def _record_quota(
     """Stores limits and usage; True when the provider's limits drifted from the grants."""
     target = load_target(s, cloud.id, b.node_id)
     want = desired_limits(target, enforced)
-    store = SqlQuotaStore(s)
-    ref = store.cloud(cloud.code)
-    node = next(n for n in store.chain(b.code) if n.code == b.code)
     s.execute(
         delete(QuotaObservation).where(
             QuotaObservation.cloud_id == cloud.id, QuotaObservation.project_id == b.node_id
@@ -273,7 +290,7 @@ def _record_quota(
         )
     for rc, used in reading.in_use.items():
         if ref.supports(rc):
-            store.set_usage(ref, rc, node, max(0, used), now)
+            store.set_usage(ref, rc, b.node, max(0, used), now)
     return drift
 
 
