@@ -57,8 +57,18 @@ tb_start() {
         return 0
     fi
     setsid "$@" >>"$log" 2>&1 </dev/null &
-    echo $! >"$TB_HOME/run/$name.pid"
-    tb_log "started $name (pid $!)"
+    local pid=$! i
+    echo "$pid" >"$TB_HOME/run/$name.pid"
+    # Until the forked subshell has exec'd, /proc/PID/cmdline is still this
+    # script's, and callers that check "is the recorded PID still our daemon?"
+    # by its command line would take it for dead. On a loaded machine that
+    # window is long enough to matter, so wait (bounded) for the exec.
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        cmp -s "/proc/$pid/cmdline" "/proc/$$/cmdline" || break
+        sleep 0.05
+    done
+    tb_log "started $name (pid $pid)"
 }
 
 # tb_stop NAME [GRACE_SECONDS]: SIGTERM the recorded PID (and its process
