@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controlplane.vocabulary import (
@@ -73,6 +74,7 @@ _TITLES = {
     412: "Precondition failed",
     422: "Unprocessable content",
     500: "Internal server error",
+    503: "Service unavailable",
 }
 
 
@@ -115,6 +117,24 @@ def install(app: FastAPI) -> None:
         )
         if exc.headers:
             resp.headers.update(exc.headers)
+        return resp
+
+    @app.exception_handler(PoolTimeout)
+    async def _busy(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every pooled database connection stayed busy for database_pool.timeout_s:
+        # overload, not a fault of this request; the client may retry.
+        log.warning(
+            "no free database connection (request_id=%s)",
+            getattr(request.state, "request_id", None),
+        )
+        resp = problem_response(
+            request,
+            503,
+            "database.busy",
+            _TITLES[503],
+            "the database is busy; retry shortly",
+        )
+        resp.headers["Retry-After"] = "1"
         return resp
 
     @app.exception_handler(Exception)

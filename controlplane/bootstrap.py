@@ -45,7 +45,7 @@ class Container:
 
 def build_container(settings: Settings | None = None) -> Container:
     settings = settings or get_settings()
-    engine = make_engine(settings.effective_database_url)
+    engine = make_engine(settings.effective_database_url, pool=settings.database_pool)
     oidc = OidcVerifier(settings.oidc) if settings.oidc.enabled else None
     return Container(
         settings=settings,

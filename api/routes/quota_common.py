@@ -14,6 +14,7 @@ from api.auth import Access
 from api.deps import get_container
 from controlplane.bootstrap import Container
 from controlplane.db import idempotency
+from controlplane.db.pipeline import Write
 from controlplane.db.retry import run_in_transaction
 from controlplane.identity import audit
 from controlplane.quotastore.store import SqlQuotaStore
@@ -47,18 +48,19 @@ def expected_generation(if_match: str | None) -> int | None:
     return int(value)
 
 
-def record(session: Session, access: Access, changes: Sequence[Change]) -> None:
-    for c in changes:
-        audit.record(
-            session,
-            access.audit,
-            c.action,
-            c.object_type,
-            c.object_id,
-            scope_path=c.scope_path,
-            before=c.before,
-            after=c.after,
-        )
+def record(
+    session: Session, access: Access, changes: Sequence[Change], *, then: Sequence[Write] = ()
+) -> None:
+    """All of a call's changes under one audit head lock; `then` goes with them."""
+    audit.record_many(
+        session,
+        access.audit,
+        [
+            audit.Entry(c.action, c.object_type, c.object_id, c.scope_path, c.before, c.after)
+            for c in changes
+        ],
+        then=then,
+    )
 
 
 def mutate(
@@ -81,9 +83,9 @@ def mutate(
             if stored is not None:
                 return stored.status_code, stored.response, None
         status, payload, changes, generation = work(SqlQuotaStore(session), session)
-        record(session, access, changes)
-        if key is not None:
-            idempotency.complete(session, actor, key, status, payload)
+        # Last, and in one round trip: the audit head lock is everybody's.
+        answer = [idempotency.completion(actor, key, status, payload)] if key is not None else []
+        record(session, access, changes, then=answer)
         return status, payload, generation
 
     status, payload, generation = run_in_transaction(container.session_factory, tx)

@@ -117,7 +117,11 @@ def file_request(
     body: RequestIn, request: Request, container: Cont, access: Filer, key: IdemKey = None
 ) -> JSONResponse:
     def work(store: SqlQuotaStore, _s: Session) -> tuple[int, Any, Any, int | None]:
-        chain = store.chain(body.project)
+        if body.cloud is not None:
+            # The store remembers this lookup: file_request's own locate is free.
+            chain = store.locate(body.cloud, body.project)[1]
+        else:
+            chain = store.chain(body.project)
         project = chain[-1]
         if not access.visible(project.path):
             raise NotFoundError(f"no project {body.project!r}", code="org.not_found")

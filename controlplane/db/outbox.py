@@ -18,6 +18,7 @@ from sqlalchemy import JSON, Integer, String, Table, insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from controlplane.db.base import Base, UtcDateTime, utcnow
+from controlplane.db.pipeline import Write, defer
 
 
 class OutboxEvent(Base):
@@ -49,21 +50,21 @@ def add_outbox(
     now: datetime | None = None,
 ) -> None:
     """Append one event inside the caller's transaction (a single INSERT, no flush)."""
-    conn = session.connection()
     at = now or utcnow()
-    if conn.dialect.name == "postgresql":
-        # Straight to psycopg: admissions write one per transaction and the
-        # quota benchmark counts every microsecond (see controlplane/quotastore).
-        driver: Any = conn.connection.driver_connection
-        driver.execute(_PG_INSERT, (topic, aggregate_type, aggregate_id, Json(dict(payload)), at))
-        return
-    conn.execute(
-        _INSERT,
-        {
-            "topic": topic,
-            "aggregate_type": aggregate_type,
-            "aggregate_id": aggregate_id,
-            "payload": dict(payload),
-            "created_at": at,
-        },
+    # Deferred (controlplane.db.pipeline): nobody reads the row back in this
+    # transaction, so on PostgreSQL it travels with the next statement.
+    defer(
+        session,
+        Write(
+            _INSERT,
+            {
+                "topic": topic,
+                "aggregate_type": aggregate_type,
+                "aggregate_id": aggregate_id,
+                "payload": dict(payload),
+                "created_at": at,
+            },
+            _PG_INSERT,
+            [(topic, aggregate_type, aggregate_id, Json(dict(payload)), at)],
+        ),
     )

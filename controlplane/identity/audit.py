@@ -11,18 +11,21 @@ no secret ever reaches the table.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, select
+from psycopg.types.json import Json
+from sqlalchemy import Select, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from controlplane.db.base import utcnow
 from controlplane.db.identity_tables import AuditEntry, AuditHead
+from controlplane.db.pipeline import Write, execute_writes, fetch
 
 __all__ = ["AuditContext", "AuditEntry", "record", "verify"]
 from controlplane.db.scoping import within_clause
@@ -50,12 +53,17 @@ class AuditContext:
         return self.principal.roles_text() if self.principal else ""
 
 
+@functools.lru_cache(maxsize=4096)
+def _secret_key(key: object) -> bool:
+    # Cached: entries repeat the same few dozen keys, and this ran for every
+    # key of every before/after dict of every mutating request.
+    lowered = str(key).lower()
+    return any(w in lowered for w in _SECRET_WORDS)
+
+
 def redact(value: Any) -> Any:
     if isinstance(value, dict):
-        return {
-            k: (REDACTED if any(w in str(k).lower() for w in _SECRET_WORDS) else redact(v))
-            for k, v in value.items()
-        }
+        return {k: (REDACTED if _secret_key(k) else redact(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v) for v in value]
     return value
@@ -112,11 +120,46 @@ def record(
     )[0]
 
 
-def record_many(session: Session, ctx: AuditContext, entries: list[Entry]) -> list[AuditEntry]:
-    """Appends entries in order: one head lock and one head update for the batch."""
+_T = cast(Table, AuditEntry.__table__)
+_HEAD = cast(Table, AuditHead.__table__)
+# Built once: this runs in every mutating request, last before the commit,
+# while the head row is locked (constructing statements per call cost more
+# than executing them).
+_LOCK_HEAD = select(_HEAD.c.last_seq, _HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update()
+_INSERT = insert(_T)
+_MOVE_HEAD = (
+    update(_HEAD)
+    .where(_HEAD.c.id == 1)
+    .values(last_seq=bindparam("b_seq"), last_hash=bindparam("b_hash"))
+)
+_COLUMNS = tuple(c.name for c in _T.columns)
+
+
+_PG_INSERT = (
+    f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) "  # noqa: S608 - fixed column names
+    f"VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
+)
+_PG_LOCK_HEAD = "SELECT last_seq, last_hash FROM audit_head WHERE id = 1 FOR UPDATE"
+_PG_MOVE_HEAD = "UPDATE audit_head SET last_seq = %s, last_hash = %s WHERE id = 1"
+_JSON_COLUMNS = frozenset({"before", "after"})
+
+
+def record_many(
+    session: Session, ctx: AuditContext, entries: list[Entry], *, then: Sequence[Write] = ()
+) -> list[AuditEntry]:
+    """Appends entries in order: one head lock, then the entries, the head
+    update and the caller's `then` writes together (controlplane.db.pipeline).
+    Returns the entries written (not attached to the session)."""
     if not entries:
+        execute_writes(session, then)
         return []
-    head = session.scalar(select(AuditHead).where(AuditHead.id == 1).with_for_update())
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        # With the writes deferred so far (the grants, the request): one round trip.
+        found = fetch(session, _PG_LOCK_HEAD, None)
+        head = found[0] if found else None
+    else:
+        head = conn.execute(_LOCK_HEAD).first()
     if head is None:
         raise RuntimeError("audit_head row missing: run `yunguan db upgrade`")
     written = []
@@ -141,10 +184,25 @@ def record_many(session: Session, ctx: AuditContext, entries: list[Entry]) -> li
         )
         entry.hash = entry_hash(entry)
         prev = entry.hash
-        session.add(entry)
         written.append(entry)
-    head.last_seq, head.last_hash = seq, prev
-    session.flush()
+    rows = [{c: getattr(e, c) for c in _COLUMNS} for e in written]
+    writes = [
+        Write(
+            _INSERT,
+            rows,
+            _PG_INSERT,
+            [
+                tuple(
+                    Json(r[c]) if c in _JSON_COLUMNS and r[c] is not None else r[c]
+                    for c in _COLUMNS
+                )
+                for r in rows
+            ],
+        ),
+        Write(_MOVE_HEAD, {"b_seq": seq, "b_hash": prev}, _PG_MOVE_HEAD, [(seq, prev)]),
+        *then,
+    ]
+    execute_writes(session, writes)
     return written
 
 

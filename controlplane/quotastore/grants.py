@@ -39,7 +39,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from psycopg.rows import namedtuple_row
 from sqlalchemy import (
     BigInteger,
     Integer,
@@ -55,6 +54,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
+from controlplane.db import pipeline
 from controlplane.db.base import utcnow
 from controlplane.db.quota_tables import QuotaGrant
 from controlplane.db.tables import OrgNode
@@ -198,26 +198,11 @@ class GrantRows:
         dialect = self._s.get_bind().dialect.name
         return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
-    def _pg_cursor(self) -> Any | None:
-        """The psycopg cursor of the session's current transaction on PostgreSQL,
-        else None. Kept while that transaction lasts (looked up once, not per
-        statement)."""
-        txn = self._s.get_transaction()
-        cached = self.__dict__.get("_pg")
-        if txn is None or cached is None or cached[0] is not txn:
-            conn = self._s.connection()  # begins the transaction if needed
-            cur = None
-            if conn.dialect.name == "postgresql":
-                driver: Any = conn.connection.driver_connection
-                cur = driver.cursor(row_factory=namedtuple_row)
-            cached = (self._s.get_transaction(), cur)
-            self.__dict__["_pg"] = cached
-        cur = cached[1]
-        return cur
+    def _on_postgresql(self) -> bool:
+        return self._s.get_bind().dialect.name == "postgresql"
 
     def _select_locked(self, cloud: CloudRef, keys: Sequence[Key]) -> dict[Key, Any]:
-        cur = self._pg_cursor()
-        if cur is not None:
+        if self._on_postgresql():
             params: dict[str, Any] = {
                 "cloud_id": cloud.id,
                 "classes": sorted({k[0] for k in keys}),
@@ -225,7 +210,8 @@ class GrantRows:
             }
             for i, (cls, node_id) in enumerate(keys):
                 params[f"c{i}"], params[f"n{i}"] = cls, node_id
-            rows = cur.execute(_pg_lock(len(keys)), params).fetchall()
+            # Any deferred writes (the outbox row) travel with the lock.
+            rows: Sequence[Any] = pipeline.fetch(self._s, _pg_lock(len(keys)), params)
         else:
             rows = self._s.connection().execute(_LOCK, {"cloud_id": cloud.id, "keys": keys}).all()
         return {(r.resource_class, r.node_id): r for r in rows}
@@ -304,9 +290,11 @@ class GrantRows:
                 {f"id{i}": r.id, f"g{i}": r.granted, f"a{i}": r.allocated},
                 **{f"c{i}": r.consumed, f"v{i}": r.generation},
             )
-        cur = self._pg_cursor()
-        if cur is not None:
-            cur.execute(_pg_save(len(rows), self._s.get_bind().dialect), params)
+        if self._on_postgresql():
+            # Deferred: sent with the next statement (the audit head lock), not
+            # in a round trip of its own while these rows are locked.
+            sql = _pg_save(len(rows), self._s.get_bind().dialect)
+            pipeline.defer(self._s, pipeline.Write(None, params, sql, [params]))
         else:
             self._s.connection().execute(_save_counts(len(rows)), params)
         return list(rows)

@@ -6,11 +6,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, or_, select, update
+from sqlalchemy import Table, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from controlplane.db import pipeline
 from controlplane.db.quota_tables import QuotaAutoApproval, QuotaRequestRow, QuotaReservationRow
 from controlplane.db.tables import Cloud, OrgNode
+from controlplane.quotastore.grants import pg_compiled
 from controlplane.vocabulary import Architecture, CloudRole, NotFoundError, OrgLevel, ResourceClass
 from quotas.model import (
     AutoApprovalPolicy,
@@ -29,6 +31,26 @@ Q = QuotaRequestRow.__table__.c
 R = QuotaReservationRow.__table__.c
 QT = cast(Table, QuotaRequestRow.__table__)
 RT = cast(Table, QuotaReservationRow.__table__)
+
+
+# Built once: filing and approving run these in every admission.
+_ADD_REQUEST = QT.insert().returning(Q.id)
+_SAVE_REQUEST = (
+    update(QT)
+    .where(Q.id == bindparam("b_id"))
+    .values(
+        state=bindparam("b_state"),
+        cloud_id=bindparam("b_cloud_id"),
+        decided_by=bindparam("b_decided_by"),
+        decided_at=bindparam("b_decided_at"),
+        note=bindparam("b_note"),
+        generation=bindparam("b_generation"),
+        updated_at=bindparam("b_updated_at"),
+    )
+)
+_AUTO_APPROVAL = select(QuotaAutoApproval.limits).where(
+    QuotaAutoApproval.scope_id == bindparam("b_scope")
+)
 
 
 def _node(row: Any) -> NodeRef:
@@ -54,34 +76,38 @@ def _items(raw: list[dict[str, Any]]) -> tuple[RequestItem, ...]:
 
 class Records:
     _s: Session
+    _policies: dict[int, dict[str, int] | None]  # read along by locate()
 
     def cloud_by_id(self, cloud_id: int) -> CloudRef:
         raise NotImplementedError  # provided by SqlQuotaStore
 
     # -- requests ---------------------------------------------------------
     def add_request(self, new: NewRequest, now: datetime) -> QuotaRequest:
-        rid = self._s.execute(
-            QT.insert()
-            .values(
-                project_id=new.project.id,
-                cloud_id=new.cloud.id if new.cloud else None,
-                cloud_role=new.selector.role.value if new.selector else None,
-                cloud_architecture=(
-                    new.selector.architecture.value
-                    if new.selector and new.selector.architecture
-                    else None
-                ),
-                items=[i.as_dict() for i in new.items],
-                reason=new.reason,
-                needed_by=new.needed_by,
-                state=RequestState.PENDING.value,
-                requested_by=new.requested_by,
-                generation=1,
-                created_at=now,
-                updated_at=now,
+        rid = (
+            self._s.connection()
+            .execute(
+                _ADD_REQUEST,
+                {
+                    "project_id": new.project.id,
+                    "cloud_id": new.cloud.id if new.cloud else None,
+                    "cloud_role": new.selector.role.value if new.selector else None,
+                    "cloud_architecture": (
+                        new.selector.architecture.value
+                        if new.selector and new.selector.architecture
+                        else None
+                    ),
+                    "items": [i.as_dict() for i in new.items],
+                    "reason": new.reason,
+                    "needed_by": new.needed_by,
+                    "state": RequestState.PENDING.value,
+                    "requested_by": new.requested_by,
+                    "generation": 1,
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
-            .returning(Q.id)
-        ).scalar_one()
+            .scalar_one()
+        )
         return QuotaRequest(
             id=rid,
             project=new.project,
@@ -141,19 +167,20 @@ class Records:
         return self._to_request(row, {})
 
     def save_request(self, request: QuotaRequest) -> None:
-        self._s.execute(
-            update(QT)
-            .where(Q.id == request.id)
-            .values(
-                state=request.state.value,
-                cloud_id=request.cloud.id if request.cloud else None,
-                decided_by=request.decided_by,
-                decided_at=request.decided_at,
-                note=request.note,
-                generation=request.generation,
-                updated_at=request.updated_at,
-            )
-        )
+        params = {
+            "b_id": request.id,
+            "b_state": request.state.value,
+            "b_cloud_id": request.cloud.id if request.cloud else None,
+            "b_decided_by": request.decided_by,
+            "b_decided_at": request.decided_at,
+            "b_note": request.note,
+            "b_generation": request.generation,
+            "b_updated_at": request.updated_at,
+        }
+        # Deferred on PostgreSQL (controlplane.db.pipeline): an approval saves
+        # the request while it holds the grant locks.
+        sql = pg_compiled(_SAVE_REQUEST, self._s.get_bind().dialect)[0]
+        pipeline.defer(self._s, pipeline.Write(_SAVE_REQUEST, params, sql, [params]))
 
     def requests(self, flt: RequestFilter) -> list[QuotaRequest]:
         query = self._request_query().order_by(Q.id.desc()).limit(flt.limit).offset(flt.offset)
@@ -172,9 +199,10 @@ class Records:
 
     # -- auto-approval policies -------------------------------------------
     def auto_approval(self, scope: NodeRef) -> AutoApprovalPolicy | None:
-        limits = self._s.execute(
-            select(QuotaAutoApproval.limits).where(QuotaAutoApproval.scope_id == scope.id)
-        ).scalar()
+        if scope.id in self._policies:
+            limits = self._policies[scope.id]
+        else:
+            limits = self._s.connection().execute(_AUTO_APPROVAL, {"b_scope": scope.id}).scalar()
         if limits is None:
             return None
         return AutoApprovalPolicy(scope, {ResourceClass(k): int(v) for k, v in limits.items()})
@@ -183,6 +211,7 @@ class Records:
         self, scope: NodeRef, limits: Mapping[ResourceClass, int] | None, actor: str, now: datetime
     ) -> None:
         A = QuotaAutoApproval
+        self._policies.pop(scope.id, None)
         self._s.execute(delete(A).where(A.scope_id == scope.id))
         if limits is not None:
             self._s.execute(

@@ -18,7 +18,9 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, literal, select
 from sqlalchemy.orm import Session
 
+from controlplane.db import pipeline
 from controlplane.db.outbox import add_outbox
+from controlplane.db.quota_tables import QuotaAutoApproval
 from controlplane.db.tables import Cloud, OrgNode
 from controlplane.quotastore.grants import GrantRows, pg_compiled
 from controlplane.quotastore.records import Records
@@ -79,18 +81,25 @@ _CHAIN = _chain_query()
 
 def _locate_query() -> Any:
     """The chain of a node and, on every row, the cloud: one round trip instead
-    of two before each admission."""
+    of two before each admission. Each chain row also carries its scope's
+    auto-approval limits (NULL for most), which filing a request reads next."""
     chain = _CHAIN.subquery("chain")
     cloud = _CLOUDS.where(_C.c.code == bindparam("cloud_code")).subquery("cloud")
+    policy = cast(Table, QuotaAutoApproval.__table__)
     return (
         select(
             chain,
             cloud.c.id.label("cloud_id"),
             cloud.c.code.label("cloud_code"),
             *[c for c in cloud.c if c.name not in {"id", "code"}],
+            policy.c.limits.label("auto_approval"),
         )
         # the cloud's columns on the root row only (JSON is decoded once)
-        .select_from(chain.outerjoin(cloud, chain.c.parent_id.is_(None)))
+        .select_from(
+            chain.outerjoin(cloud, chain.c.parent_id.is_(None)).outerjoin(
+                policy, policy.c.scope_id == chain.c.id
+            )
+        )
         .order_by(chain.c.depth.desc())
     )
 
@@ -112,8 +121,14 @@ def _cloud(row: Any) -> CloudRef:
 
 
 class SqlQuotaStore(GrantRows, Records, Usage):
+    """One per transaction: it remembers what `locate` read (the chain, the
+    cloud, the chain's auto-approval policies) for the rest of it, so the
+    route's scope check and the use case do not read them twice."""
+
     def __init__(self, session: Session) -> None:
         self._s = session
+        self._located: dict[tuple[str, str], tuple[CloudRef, list[NodeRef]]] = {}
+        self._policies: dict[int, dict[str, int] | None] = {}
 
     # -- topology ---------------------------------------------------------
     def _rows(self, statement: Any, **params: Any) -> Any:
@@ -145,16 +160,21 @@ class SqlQuotaStore(GrantRows, Records, Usage):
         return [NodeRef(r.id, r.code, OrgLevel(r.level), r.path) for r in rows]
 
     def locate(self, cloud_code: str, node_code: str) -> tuple[CloudRef, list[NodeRef]]:
-        cur = self._pg_cursor()  # the fast path, as for the locks (see grants.py)
-        if cur is not None:
+        key = (cloud_code, node_code)
+        if key in self._located:
+            cloud, chain = self._located[key]
+            return cloud, list(chain)
+        if self._on_postgresql():  # the fast path, as for the locks (see grants.py)
             sql, defaults = pg_compiled(_LOCATE, self._s.get_bind().dialect)
             params = {**defaults, "code": node_code, "cloud_code": cloud_code}
-            rows = cur.execute(sql, params).fetchall()
+            rows = pipeline.fetch(self._s, sql, params)
         else:
             rows = self._rows(_LOCATE, code=node_code, cloud_code=cloud_code)
         if not rows or rows[0].cloud_id is None:  # rows[0] is the root
-            cloud = self.cloud(cloud_code)  # raises cloud.not_found when that is what is missing
-            return cloud, self.chain(node_code)
+            # Which one is missing: the node first, so that an unknown cloud
+            # named with a project the caller cannot see still answers org.not_found.
+            chain = self.chain(node_code)
+            return self.cloud(cloud_code), chain
         first = rows[0]
         cloud = CloudRef(
             id=first.cloud_id,
@@ -168,7 +188,11 @@ class SqlQuotaStore(GrantRows, Records, Usage):
             overcommit=dict(first.overcommit),
             enabled=bool(first.enabled),
         )
-        return cloud, [NodeRef(r.id, r.code, OrgLevel(r.level), r.path) for r in rows]
+        chain = [NodeRef(r.id, r.code, OrgLevel(r.level), r.path) for r in rows]
+        for r in rows:
+            self._policies[r.id] = r.auto_approval
+        self._located[key] = (cloud, chain)
+        return cloud, list(chain)
 
     # -- the outbox -------------------------------------------------------
     def emit(
