@@ -1,12 +1,14 @@
 """The web stack's own ceiling for bench/quota_http.py: FastAPI + uvicorn, one
-conditional UPDATE on a single hot row per POST, nothing else.
+conditional UPDATE on a single hot row per POST, nothing else. Served exactly
+as `yunguan serve` serves the API (api.server: the same uvicorn protocol).
 
-    uvicorn --factory bench.bare_app:create_app --workers 2   (BARE_DB_URL set)
+    python -m bench.bare_app PORT WORKERS   (BARE_DB_URL set)
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 from fastapi import FastAPI
 from sqlalchemy import create_engine, text
@@ -24,3 +26,16 @@ def create_app() -> FastAPI:
         return {"admitted": done}
 
     return app
+
+
+if __name__ == "__main__":
+    from api import server
+
+    server.run(
+        "bench.bare_app:create_app",
+        factory=True,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        workers=int(sys.argv[2]),
+        log_level="warning",
+    )

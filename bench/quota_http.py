@@ -294,17 +294,7 @@ def main() -> None:
                     str(args.workers),
                 ]
             else:
-                cmd = [
-                    str(bin_dir / "uvicorn"),
-                    "--factory",
-                    "bench.bare_app:create_app",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    str(args.workers),
-                    "--log-level",
-                    "warning",
-                ]
+                cmd = [sys.executable, "-m", "bench.bare_app", str(port), str(args.workers)]
             proc = serve(cmd, {**env, "PYTHONPATH": str(REPO)}, port)
             base = f"http://127.0.0.1:{port}"
             cpu_ms = float("nan")
@@ -318,8 +308,10 @@ def main() -> None:
             finally:
                 stop(proc)
             results[label] = (rate, failed, p99)
-            print(f"{label}: {rate:.1f} ok/s, {failed} failed, p99 {p99:.1f} ms, "
-                  f"server CPU {cpu_ms:.2f} ms per request")
+            print(
+                f"{label}: {rate:.1f} ok/s, {failed} failed, p99 {p99:.1f} ms, "
+                f"server CPU {cpu_ms:.2f} ms per request"
+            )
         shutil.rmtree(script.parent)
 
         engine = make_engine(url)

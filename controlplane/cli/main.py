@@ -70,8 +70,7 @@ def up(
 ) -> None:
     """Embedded all-in-one: migrate the SQLite DB, load the sample topology, serve the API
     (with the DB metrics and the process metrics on /metrics)."""
-    import uvicorn
-
+    from api import server
     from api.app import create_app
     from controlplane.bootstrap import embedded_worker, metrics_exporter
     from controlplane.db.migrate import upgrade
@@ -108,7 +107,7 @@ def up(
     worker.start()
     try:
         app = create_app(container, metrics=metrics_exporter(container))  # GET /metrics
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        server.run(app, host=host, port=port, log_level="info")
     finally:
         worker.stop(timeout=10)
 
@@ -120,14 +119,13 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="default: settings api.workers")] = None,
 ) -> None:
     """Serve the API (production: PostgreSQL, a real secret, migrations already applied)."""
-    import uvicorn
-
+    from api import server
     from controlplane.observability.process import clear_multiprocess_dir
 
     settings = get_settings()
     settings.check_production_ready()
     clear_multiprocess_dir()  # with PROMETHEUS_MULTIPROC_DIR: every run starts from zero
-    uvicorn.run(
+    server.run(
         "api.app:create_app",
         factory=True,
         host=host or settings.api.host,

@@ -42,6 +42,17 @@ tb_wait_http() {
 }
 
 # tb_pid_alive PIDFILE
+# tb_running PID: the process exists and has not exited (a zombie, which
+# `kill -0` still finds until its parent reaps it, counts as exited).
+tb_running() {
+    local stat state
+    kill -0 "$1" 2>/dev/null || return 1
+    stat=$(<"/proc/$1/stat") 2>/dev/null || return 1
+    state=${stat##*) } # the name in parentheses may contain spaces
+    state=${state%% *}
+    [[ -n "$state" && "$state" != Z ]]
+}
+
 tb_pid_alive() {
     local f=$1
     [[ -s "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null
@@ -60,12 +71,15 @@ tb_start() {
     local pid=$! i
     echo "$pid" >"$TB_HOME/run/$name.pid"
     # Until the forked subshell has exec'd, /proc/PID/cmdline is still this
-    # script's, and callers that check "is the recorded PID still our daemon?"
-    # by its command line would take it for dead. On a loaded machine that
-    # window is long enough to matter, so wait (bounded) for the exec.
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        cmp -s "/proc/$pid/cmdline" "/proc/$$/cmdline" || break
+    # script's, and while execve swaps the address space it reads empty; callers
+    # that check "is the recorded PID still our daemon?" by its command line
+    # would take it for dead. On a loaded machine that window is long enough to
+    # matter (CI failed on it), so wait, bounded, until the new command line shows.
+    local cmd
+    for ((i = 0; i < 200; i++)); do
+        tb_running "$pid" || break
+        cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || break
+        [[ -n "$cmd" ]] && ! cmp -s "/proc/$pid/cmdline" "/proc/$$/cmdline" && break
         sleep 0.05
     done
     tb_log "started $name (pid $pid)"

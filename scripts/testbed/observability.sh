@@ -101,7 +101,9 @@ obs_ready() {
 obs_wait_ready() {
     local name=$1 bin=$2 port=$3 url=$4 i
     for ((i = 0; i < READY_TIMEOUT; i++)); do
-        obs_owned "$name" "$bin" || break
+        # Alive is enough here: we started it a moment ago (the command-line
+        # check of obs_owned is for PID files that outlived their process).
+        tb_running "$(cat "$TB_HOME/run/$name.pid")" || break
         tb_wait_port "$OBS_HOST" "$port" 1 || continue
         # /-/ready answers 503 until the server is up; tb_wait_http treats
         # only 5xx as "not yet", so a 200 is what we get back from it.
@@ -281,7 +283,10 @@ start_one() {
     # lock fd out of the daemon, which would otherwise hold the lock forever.
     tb_start "$name" "$TB_HOME/log/$name.log" "$bin" "$@" 9>&-
     STARTED=1
-    obs_wait_ready "$name" "$bin" "$port" "$url" || tb_die "$name failed to start"
+    if ! obs_wait_ready "$name" "$bin" "$port" "$url"; then
+        tb_stop "$name" 5 # never leave a half-started server behind
+        tb_die "$name failed to start"
+    fi
     tb_log "$name ready at $url in $(elapsed "$t0")"
 }
 
