@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, APIRouter
 
@@ -32,7 +36,16 @@ def create_app(
     """`metrics`: the DB exporter to serve on /metrics too (`yunguan up`); production
     runs it as its own process (`yunguan exporter`)."""
     container = container or build_container()
+    threads = container.settings.api.threads
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Sync routes run in anyio's default thread pool: size it per settings.
+        to_thread.current_default_thread_limiter().total_tokens = threads
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Yunguan",
         summary="Control plane of Hunan's 1+1+N+14 government hybrid cloud",
         version="0.1.0",

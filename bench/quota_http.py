@@ -2,15 +2,19 @@
 
     .venv/bin/python bench/quota_http.py --connections 32 --seconds 15 [--db URL]
 
-Yunguan: `yunguan serve --workers 2` on PostgreSQL; each connection files
-`POST /v1/requests` (+1 vcpu) for its own project under one shared department
-and prefecture of the provincial cloud, and the prefecture's auto-approval
-policy approves it at once — bearer authentication, the 4-level locked check
-(pool → prefecture → department → project), the audit entries and the outbox
-row are all in each request. Baseline: a bare FastAPI app (bench/bare_app.py)
-with the same uvicorn worker count on the same server, whose POST does one
-conditional UPDATE on a single hot row. Same client, same machine, same run.
-Last line (one line; wrapped here):
+Yunguan: `yunguan serve --workers 2` on PostgreSQL; the connections file
+`POST /v1/requests` (+1 vcpu) for 32 projects (one client each: its own token)
+under one shared department and prefecture of the provincial cloud, and the
+prefecture's auto-approval policy approves each at once — bearer
+authentication, the 4-level locked check (pool → prefecture → department →
+project), the audit entries and the outbox row are all in each request.
+Baseline: a bare FastAPI app (bench/bare_app.py) served the same way (api.server,
+same worker count, same database server), whose POST does one conditional
+UPDATE on a single hot row. The load generator is wrk (Debian's package), a
+separate C process, with a generated Lua script: every request has its own
+Idempotency-Key. Each phase reports throughput, p99 (wrk's latency
+distribution) and the server processes' CPU per request. Same machine, same
+run. Last line (one line; wrapped here):
 
     http_admissions_per_s=<float> bare_per_s=<float> ratio=<float>
     p99_ms=<float> oversubscribed=<int>

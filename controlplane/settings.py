@@ -41,6 +41,11 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     workers: int = Field(default=1, ge=1)
+    # Requests served at once per process (the thread pool running the route
+    # bodies). The routes are short transactions that queue on shared rows,
+    # so a few threads keep the database busy; dozens only fight over the GIL
+    # while holding row locks (bench/quota_http.py).
+    threads: int = Field(default=8, ge=1, le=200)
     # Trusted reverse proxies whose X-Forwarded-For is believed (audit source address).
     forwarded_allow_ips: str = "127.0.0.1"
 

@@ -49,9 +49,15 @@ def expected_generation(if_match: str | None) -> int | None:
 
 
 def record(
-    session: Session, access: Access, changes: Sequence[Change], *, then: Sequence[Write] = ()
+    session: Session,
+    access: Access,
+    changes: Sequence[Change],
+    *,
+    then: Sequence[Write] = (),
+    commit: bool = False,
 ) -> None:
-    """All of a call's changes under one audit head lock; `then` goes with them."""
+    """All of a call's changes under one audit head lock; `then` (and with
+    `commit` the COMMIT) go with them."""
     audit.record_many(
         session,
         access.audit,
@@ -60,6 +66,7 @@ def record(
             for c in changes
         ],
         then=then,
+        commit=commit,
     )
 
 
@@ -82,10 +89,12 @@ def mutate(
             stored = idempotency.claim(session, actor, key, digest)
             if stored is not None:
                 return stored.status_code, stored.response, None
+        # The audit head is everybody's lock: taken with the quota rows' locks
+        # (after them), and released by a COMMIT sent with the last writes.
+        audit.lock_head_next(session)
         status, payload, changes, generation = work(SqlQuotaStore(session), session)
-        # Last, and in one round trip: the audit head lock is everybody's.
         answer = [idempotency.completion(actor, key, status, payload)] if key is not None else []
-        record(session, access, changes, then=answer)
+        record(session, access, changes, then=answer, commit=True)
         return status, payload, generation
 
     status, payload, generation = run_in_transaction(container.session_factory, tx)

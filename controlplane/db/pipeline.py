@@ -12,7 +12,15 @@ by one:
   in one psycopg pipeline, `execute_writes` the queue and its writes; any
   other statement, and the commit, first flush the queue (engine events
   installed by `install`), so a read never misses a deferred write;
-- a rollback drops the queue with the transaction.
+- a rollback drops the queue with the transaction;
+- `carry_read` registers a read (the audit head lock) to send right after the
+  next `fetch(..., carry=True)` statement (the quota rows' lock), so the lock
+  order holds without a round trip of its own; `carried` hands over its rows;
+- `execute_writes(..., commit=True)` ends the transaction in the same round
+  trip as the last writes.
+
+With all of it, an admission holds its locks for two round trips: the locks
+(with the audit head), then every write and the COMMIT.
 
 SQLite is in-process: there is no round trip to save, so `defer` runs the
 portable Core statement at once and `fetch`/`execute_writes` are plain.
@@ -39,6 +47,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
 _QUEUE = "yunguan.deferred_writes"  # in the pooled connection's info
+_READS = "yunguan.carried_reads"  # registered, not sent yet
+_CARRIED = "yunguan.carried_rows"  # sent: their rows
 _INSTALLED: weakref.WeakSet[Engine] = weakref.WeakSet()  # engines whose events flush
 
 
@@ -92,7 +102,14 @@ def _translated(sql: str) -> Iterator[None]:
         raise DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
 
 
-def _pipeline(conn: Connection, writes: Sequence[Write], query: tuple[str, Any] | None) -> Any:
+def _pipeline(
+    conn: Connection,
+    writes: Sequence[Write],
+    query: tuple[str, Any] | None,
+    *,
+    carry: bool = False,
+    commit: bool = False,
+) -> Any:
     driver = _driver(conn)
     if driver is None:
         for w in writes:
@@ -100,42 +117,81 @@ def _pipeline(conn: Connection, writes: Sequence[Write], query: tuple[str, Any] 
                 raise RuntimeError("a PostgreSQL-only write cannot run on this database")
             conn.execute(w.statement, w.params)
         return None
+    info = conn.connection.info
     queue = _queue(conn)
     pending = [*queue, *writes]
     queue.clear()
-    if not pending and query is None:
+    reads: dict[str, tuple[str, Any]] = info.pop(_READS, {}) if carry else {}
+    if not pending and query is None and not commit:
         return None
-    label = query[0] if query is not None else pending[0].pg_sql
+    label = query[0] if query is not None else pending[0].pg_sql if pending else "COMMIT"
     idle = driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    if not pending and query is not None and not idle:
+    if not pending and query is not None and not idle and not reads:
         # Nothing to carry: a plain statement. (The first statement of a
         # transaction goes through the pipeline: BEGIN travels with it there,
         # instead of costing a round trip of its own.)
         with _translated(label):
             return driver.cursor(row_factory=namedtuple_row).execute(*query).fetchall()
+    readers: dict[str, Any] = {}
     with _translated(label), driver.pipeline():
         with driver.cursor() as cur:
             _send(cur, pending)
-        if query is None:
-            return None
-        reader = driver.cursor(row_factory=namedtuple_row)
-        reader.execute(query[0], query[1])
+        reader = None
+        if query is not None:
+            reader = driver.cursor(row_factory=namedtuple_row)
+            reader.execute(query[0], query[1])
+        for key, (sql, params) in reads.items():  # after the query: see `carry_read`
+            readers[key] = driver.cursor(row_factory=namedtuple_row)
+            readers[key].execute(sql, params)
+        if commit:
+            driver.commit()
     # The pipeline has synced on leaving the block: the rows are here.
     with _translated(label):
-        return reader.fetchall()
+        if readers:
+            results = info.setdefault(_CARRIED, {})
+            for key, cur in readers.items():
+                results[key] = cur.fetchall()
+        return reader.fetchall() if reader is not None else None
 
 
-def execute_writes(session: Session, writes: Sequence[Write]) -> None:
-    """The queued writes and `writes`, in one round trip."""
-    _pipeline(session.connection(), writes, None)
+def execute_writes(session: Session, writes: Sequence[Write], *, commit: bool = False) -> None:
+    """The queued writes and `writes`, in one round trip. `commit` (PostgreSQL)
+    ends the transaction in that same round trip; the caller's later commit
+    then has nothing left to do. SQLite leaves the commit to the caller."""
+    if commit:
+        session.flush()  # ORM changes first, or they would land after the COMMIT
+    _pipeline(session.connection(), writes, None, commit=commit)
 
 
-def fetch(session: Session, sql: str, params: Any) -> list[Any]:
-    """PostgreSQL only: the queued writes, then `sql`, in one round trip; its rows."""
-    rows = _pipeline(session.connection(), (), (sql, params))
+def fetch(session: Session, sql: str, params: Any, *, carry: bool = False) -> list[Any]:
+    """PostgreSQL only: the queued writes, then `sql`, in one round trip; its
+    rows. `carry`: the reads registered with `carry_read` go too, after `sql`."""
+    rows = _pipeline(session.connection(), (), (sql, params), carry=carry)
     if rows is None:
         raise RuntimeError("fetch() is for PostgreSQL connections")
     return list(rows)
+
+
+def carry_read(session: Session, key: str, sql: str, params: Any) -> bool:
+    """PostgreSQL: send `sql` right after the next `fetch(..., carry=True)`
+    statement, in its round trip, and keep its rows for `carried(key)`.
+
+    For a lock that must be taken after another one (the audit head after the
+    quota rows: the global lock order) without a round trip of its own.
+    False where there is nothing to gain (SQLite)."""
+    conn = session.connection()
+    if not _deferrable(conn):
+        return False
+    conn.connection.info.setdefault(_READS, {})[key] = (sql, params)
+    return True
+
+
+def carried(session: Session, key: str) -> list[Any] | None:
+    """The rows of a carried read, or None when it was not sent (it never will be)."""
+    info = session.connection().connection.info
+    info.get(_READS, {}).pop(key, None)
+    rows: list[Any] | None = info.get(_CARRIED, {}).pop(key, None)
+    return rows
 
 
 def flush(conn: Connection) -> None:
@@ -156,12 +212,18 @@ def install(engine: Engine) -> None:
     @event.listens_for(engine, "commit")
     def _before_commit(conn: Connection) -> None:
         flush(conn)
+        for key in (_READS, _CARRIED):  # what a transaction registered ends with it
+            conn.connection.info.pop(key, None)
 
     @event.listens_for(engine, "rollback")
     def _on_rollback(conn: Connection) -> None:
-        if conn.connection.info.get(_QUEUE):
-            conn.connection.info[_QUEUE].clear()
+        _forget(conn.connection.info)
 
     @event.listens_for(engine, "checkin")
     def _on_checkin(dbapi_conn: Any, record: Any) -> None:
-        record.info.pop(_QUEUE, None)  # never carry writes into another transaction
+        _forget(record.info)  # never carry anything into another transaction
+
+
+def _forget(info: dict[Any, Any]) -> None:
+    for key in (_QUEUE, _READS, _CARRIED):
+        info.pop(key, None)

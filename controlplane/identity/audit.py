@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.db.base import utcnow
 from controlplane.db.identity_tables import AuditEntry, AuditHead
-from controlplane.db.pipeline import Write, execute_writes, fetch
+from controlplane.db.pipeline import Write, carried, carry_read, execute_writes, fetch
 
 __all__ = ["AuditContext", "AuditEntry", "record", "verify"]
 from controlplane.db.scoping import within_clause
@@ -139,24 +139,42 @@ _PG_INSERT = (
     f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) "  # noqa: S608 - fixed column names
     f"VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
 )
+_HEAD_KEY = "audit_head"
 _PG_LOCK_HEAD = "SELECT last_seq, last_hash FROM audit_head WHERE id = 1 FOR UPDATE"
 _PG_MOVE_HEAD = "UPDATE audit_head SET last_seq = %s, last_hash = %s WHERE id = 1"
 _JSON_COLUMNS = frozenset({"before", "after"})
 
 
+def lock_head_next(session: Session) -> None:
+    """For a transaction that will take other row locks and then audit: lock the
+    head right after them, in their round trip (PostgreSQL; see
+    controlplane.db.pipeline.carry_read). The global order — the head last —
+    is kept; the head is not held any longer than its own lock would be."""
+    carry_read(session, _HEAD_KEY, _PG_LOCK_HEAD, None)
+
+
 def record_many(
-    session: Session, ctx: AuditContext, entries: list[Entry], *, then: Sequence[Write] = ()
+    session: Session,
+    ctx: AuditContext,
+    entries: list[Entry],
+    *,
+    then: Sequence[Write] = (),
+    commit: bool = False,
 ) -> list[AuditEntry]:
     """Appends entries in order: one head lock, then the entries, the head
-    update and the caller's `then` writes together (controlplane.db.pipeline).
+    update and the caller's `then` writes together (controlplane.db.pipeline),
+    and with `commit` the COMMIT in that same round trip (PostgreSQL).
     Returns the entries written (not attached to the session)."""
     if not entries:
-        execute_writes(session, then)
+        execute_writes(session, then, commit=commit)
         return []
     conn = session.connection()
     if conn.dialect.name == "postgresql":
-        # With the writes deferred so far (the grants, the request): one round trip.
-        found = fetch(session, _PG_LOCK_HEAD, None)
+        # Locked already with the quota rows (lock_head_next), or now, with
+        # the writes deferred so far: either way no round trip of its own.
+        found = carried(session, _HEAD_KEY)
+        if found is None:
+            found = fetch(session, _PG_LOCK_HEAD, None)
         head = found[0] if found else None
     else:
         head = conn.execute(_LOCK_HEAD).first()
@@ -202,7 +220,7 @@ def record_many(
         Write(_MOVE_HEAD, {"b_seq": seq, "b_hash": prev}, _PG_MOVE_HEAD, [(seq, prev)]),
         *then,
     ]
-    execute_writes(session, writes)
+    execute_writes(session, writes, commit=commit)
     return written
 
 

@@ -210,8 +210,9 @@ class GrantRows:
             }
             for i, (cls, node_id) in enumerate(keys):
                 params[f"c{i}"], params[f"n{i}"] = cls, node_id
-            # Any deferred writes (the outbox row) travel with the lock.
-            rows: Sequence[Any] = pipeline.fetch(self._s, _pg_lock(len(keys)), params)
+            # Deferred writes (the outbox row) travel with the lock, and a read
+            # carried for after it (the audit head: audit.lock_head_next).
+            rows: Sequence[Any] = pipeline.fetch(self._s, _pg_lock(len(keys)), params, carry=True)
         else:
             rows = self._s.connection().execute(_LOCK, {"cloud_id": cloud.id, "keys": keys}).all()
         return {(r.resource_class, r.node_id): r for r in rows}

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, cast
 
+from psycopg.types.json import Json
 from sqlalchemy import Table, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -35,6 +36,13 @@ RT = cast(Table, QuotaReservationRow.__table__)
 
 # Built once: filing and approving run these in every admission.
 _ADD_REQUEST = QT.insert().returning(Q.id)
+_PG_ADD_REQUEST = (
+    "INSERT INTO quota_requests (project_id, cloud_id, cloud_role, cloud_architecture, items, "
+    "reason, needed_by, state, requested_by, generation, created_at, updated_at) VALUES "
+    "(%(project_id)s, %(cloud_id)s, %(cloud_role)s, %(cloud_architecture)s, %(items)s, "
+    "%(reason)s, %(needed_by)s, %(state)s, %(requested_by)s, %(generation)s, %(created_at)s, "
+    "%(updated_at)s) RETURNING id"
+)
 _SAVE_REQUEST = (
     update(QT)
     .where(Q.id == bindparam("b_id"))
@@ -83,31 +91,30 @@ class Records:
 
     # -- requests ---------------------------------------------------------
     def add_request(self, new: NewRequest, now: datetime) -> QuotaRequest:
-        rid = (
-            self._s.connection()
-            .execute(
-                _ADD_REQUEST,
-                {
-                    "project_id": new.project.id,
-                    "cloud_id": new.cloud.id if new.cloud else None,
-                    "cloud_role": new.selector.role.value if new.selector else None,
-                    "cloud_architecture": (
-                        new.selector.architecture.value
-                        if new.selector and new.selector.architecture
-                        else None
-                    ),
-                    "items": [i.as_dict() for i in new.items],
-                    "reason": new.reason,
-                    "needed_by": new.needed_by,
-                    "state": RequestState.PENDING.value,
-                    "requested_by": new.requested_by,
-                    "generation": 1,
-                    "created_at": now,
-                    "updated_at": now,
-                },
-            )
-            .scalar_one()
-        )
+        values: dict[str, Any] = {
+            "project_id": new.project.id,
+            "cloud_id": new.cloud.id if new.cloud else None,
+            "cloud_role": new.selector.role.value if new.selector else None,
+            "cloud_architecture": (
+                new.selector.architecture.value
+                if new.selector and new.selector.architecture
+                else None
+            ),
+            "items": [i.as_dict() for i in new.items],
+            "reason": new.reason,
+            "needed_by": new.needed_by,
+            "state": RequestState.PENDING.value,
+            "requested_by": new.requested_by,
+            "generation": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        if self._s.get_bind().dialect.name == "postgresql":
+            # Straight to psycopg, with any deferred writes (controlplane.db.pipeline).
+            pg = {**values, "items": Json(values["items"])}
+            rid = pipeline.fetch(self._s, _PG_ADD_REQUEST, pg)[0].id
+        else:
+            rid = self._s.connection().execute(_ADD_REQUEST, values).scalar_one()
         return QuotaRequest(
             id=rid,
             project=new.project,
