@@ -16,6 +16,7 @@ from celery import Celery
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from controlplane.db.combine import Combiner
 from controlplane.db.engine import make_engine, make_session_factory
 from controlplane.identity.cache import PrincipalCache
 from controlplane.identity.oidc import OidcVerifier
@@ -38,6 +39,11 @@ class Container:
     session_factory: sessionmaker[Session]
     oidc: OidcVerifier | None = None
     principals: PrincipalCache = field(default_factory=lambda: PrincipalCache(0))
+    combiner: Combiner | None = None  # the API's group commit; built if not given
+
+    def __post_init__(self) -> None:
+        if self.combiner is None:
+            self.combiner = Combiner(self.session_factory)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -14,6 +14,7 @@ from api.auth import Access
 from api.deps import get_container
 from controlplane.bootstrap import Container
 from controlplane.db import idempotency
+from controlplane.db.combine import combined
 from controlplane.db.pipeline import Write
 from controlplane.db.retry import run_in_transaction
 from controlplane.identity import audit
@@ -94,9 +95,14 @@ def mutate(
         audit.lock_head_next(session)
         status, payload, changes, generation = work(SqlQuotaStore(session), session)
         answer = [idempotency.completion(actor, key, status, payload)] if key is not None else []
-        record(session, access, changes, then=answer, commit=True)
+        record(session, access, changes, then=answer, commit=not combined(session))
         return status, payload, generation
 
-    status, payload, generation = run_in_transaction(container.session_factory, tx)
+    # Group commit (controlplane.db.combine): concurrent calls share one transaction.
+    combiner = container.combiner
+    if combiner is not None:
+        status, payload, generation = combiner.run(tx)
+    else:
+        status, payload, generation = run_in_transaction(container.session_factory, tx)
     headers = {"ETag": etag(generation)} if generation is not None else {}
     return JSONResponse(payload, status_code=status, headers=headers)

@@ -66,6 +66,11 @@ def _driver(conn: Connection) -> Any | None:
     return conn.connection.driver_connection
 
 
+def deferrable(session: Session) -> bool:
+    """True where `defer` queues (PostgreSQL with `install`ed events)."""
+    return _deferrable(session.connection())
+
+
 def _deferrable(conn: Connection) -> bool:
     # Only where `install` guarantees a flush before reads and commit; an
     # engine made elsewhere (a script, a test) gets its writes at once.
@@ -194,6 +199,29 @@ def carried(session: Session, key: str) -> list[Any] | None:
     return rows
 
 
+def rollback_to(session: Session, savepoint: str) -> None:
+    """ROLLBACK TO a savepoint set with a deferred `SAVEPOINT` write, dropping
+    whatever was deferred since (it belongs to the part undone)."""
+    conn = session.connection()
+    queue = _queue(conn)
+    marker = f"SAVEPOINT {savepoint}"
+    unsent = next((i for i, w in enumerate(queue) if w.pg_sql == marker), None)
+    if unsent is not None:
+        # The savepoint and all after it never left: drop them (and what the
+        # part registered to read); what was queued before it still goes.
+        del queue[unsent:]
+        for key in (_READS, _CARRIED):
+            conn.connection.info.pop(key, None)
+        return
+    _forget(conn.connection.info)
+    driver = _driver(conn)
+    if driver is None:
+        raise RuntimeError("rollback_to() is for PostgreSQL connections")
+    sql = f"ROLLBACK TO SAVEPOINT {savepoint}"
+    with _translated(sql):
+        driver.execute(sql)
+
+
 def flush(conn: Connection) -> None:
     if _driver(conn) is not None and conn.connection.info.get(_QUEUE):
         _pipeline(conn, (), None)
@@ -217,6 +245,13 @@ def install(engine: Engine) -> None:
 
     @event.listens_for(engine, "rollback")
     def _on_rollback(conn: Connection) -> None:
+        _forget(conn.connection.info)
+
+    @event.listens_for(engine, "rollback_savepoint")
+    def _on_rollback_savepoint(conn: Connection, *_args: Any) -> None:
+        # Everything deferred before the SAVEPOINT was flushed when it was set,
+        # so what is queued now belongs to the part being undone: drop it (the
+        # transaction may be in error, where sending it would fail anyway).
         _forget(conn.connection.info)
 
     @event.listens_for(engine, "checkin")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -82,8 +83,14 @@ def prepare(w: World) -> list[Task]:
     return tasks
 
 
-def perform(factory: sessionmaker[Session], task: Task) -> tuple[str, int]:
-    """One admission in its own transaction: ("ok" or the error code, attempts)."""
+Runner = Callable[[Callable[[Session], None]], None]
+
+
+def perform(
+    factory: sessionmaker[Session], task: Task, run: Runner | None = None
+) -> tuple[str, int]:
+    """One admission in its own transaction (or through `run`, e.g. a group
+    commit): ("ok" or the error code, attempts)."""
     attempts = 0
 
     def work(session: Session) -> None:
@@ -112,26 +119,31 @@ def perform(factory: sessionmaker[Session], task: Task) -> tuple[str, int]:
             )
 
     try:
-        run_in_transaction(factory, work)
+        if run is None:
+            run_in_transaction(factory, work)
+        else:
+            run(work)
     except YunguanError as exc:
         return exc.code, attempts
     return "ok", attempts
 
 
-def race_threads(factory: sessionmaker[Session], tasks: list[Task]) -> list[tuple[str, int]]:
+def race_threads(
+    factory: sessionmaker[Session], tasks: list[Task], run: Runner | None = None
+) -> list[tuple[str, int]]:
     """All tasks at once, one thread each, released together by a barrier."""
     barrier = threading.Barrier(len(tasks))
     results: list[tuple[str, int] | None] = [None] * len(tasks)
     errors: list[BaseException] = []
 
-    def run(i: int) -> None:
+    def one(i: int) -> None:
         try:
             barrier.wait()
-            results[i] = perform(factory, tasks[i])
+            results[i] = perform(factory, tasks[i], run)
         except BaseException as exc:  # surfaced by the test, with its traceback
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(tasks))]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(tasks))]
     for t in threads:
         t.start()
     for t in threads:
