@@ -22,12 +22,16 @@ this tree and chained (`raise ProviderRejected(...) from exc`)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import ClassVar, Protocol, TypeVar, runtime_checkable
 
 from controlplane.vocabulary import Architecture, CloudKind, ResourceClass
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # -- errors -------------------------------------------------------------------
 
@@ -191,6 +195,24 @@ class CloudProvider(Protocol):
     def retire_tenant(self, tenant: TenantRef) -> None: ...
 
 
+QuotaReadings = Mapping[TenantRef, QuotaReading | ProviderError]
+
+
+@runtime_checkable
+class BulkQuotaReader(Protocol):
+    """Optional: providers that read many tenants' quotas in fewer calls than one
+    `read_quota` each (list endpoints, one usage listing for the whole cloud).
+
+    Returns an entry for every tenant given: what `read_quota(tenant)` would
+    return, or the permanent error only that tenant hit (gone, not this
+    cloud's) — the contract suite checks the equality. Raises what the cloud as
+    a whole answers (`ProviderUnavailable`, `ProviderRateLimited`, an auth
+    error on a listing): then no reading can be trusted. `parallel` bounds the
+    requests in flight at once."""
+
+    def read_quotas(self, tenants: Sequence[TenantRef], *, parallel: int) -> QuotaReadings: ...
+
+
 @runtime_checkable
 class ScopedQuotaProvider(Protocol):
     """Optional: providers whose tenants nest (Slurm accounts) enforce the upper
@@ -216,3 +238,42 @@ def check_supported(
     negative = sorted(k.value for k, v in limits.items() if v < 0)
     if negative:
         raise ProviderRejected(f"negative limits for {', '.join(negative)}", cloud=provider.cloud)
+
+
+def read_quotas(
+    provider: CloudProvider, tenants: Sequence[TenantRef], *, parallel: int
+) -> QuotaReadings:
+    """Every tenant's reading, as `BulkQuotaReader.read_quotas` promises: the
+    provider's own bulk read when it has one, else `read_quota` per tenant,
+    `parallel` at a time."""
+    if isinstance(provider, BulkQuotaReader):
+        return provider.read_quotas(tenants, parallel=parallel)
+    return fan_out(provider.read_quota, tenants, parallel)
+
+
+def fan_out(fn: Callable[[T], R], items: Sequence[T], parallel: int) -> dict[T, R | ProviderError]:
+    """`fn` over `items`, `parallel` at a time, in the items' order. A permanent
+    ProviderError becomes that item's value; the first retryable one (or any
+    other exception) cancels what has not started and is raised: the cloud is
+    down, and the other answers would not make the result whole."""
+    out: dict[T, R | ProviderError] = {}
+
+    def guarded(item: T) -> None:
+        try:
+            out[item] = fn(item)
+        except ProviderError as exc:
+            if exc.retryable:
+                raise
+            out[item] = exc
+
+    if not items:
+        return {}
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(items)))) as pool:
+        futures = [pool.submit(guarded, item) for item in items]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for f in futures:
+            f.cancel()
+        error = next((e for f in done if (e := f.exception()) is not None), None)
+        if error is not None:
+            raise error
+    return {item: out[item] for item in items}

@@ -73,11 +73,19 @@ def load_target(session: Session, cloud_id: int, node_id: int) -> Target:
 
 def desired_limits(target: Target, enforced: frozenset[ResourceClass]) -> dict[ResourceClass, int]:
     """The limits to push: every enforced class, 0 where nothing is granted."""
-    optional = UNLIMITED_WHEN_UNGRANTED.get(target.kind, frozenset())
+    return limits_for(target.kind, target.granted, enforced)
+
+
+def limits_for(
+    kind: CloudKind, granted: Mapping[ResourceClass, int], enforced: frozenset[ResourceClass]
+) -> dict[ResourceClass, int]:
+    """`desired_limits` from the grant rows alone (the quota sync reads them for
+    every tenant of a cloud in one query)."""
+    optional = UNLIMITED_WHEN_UNGRANTED.get(kind, frozenset())
     out: dict[ResourceClass, int] = {}
     for rc in enforced:
-        if rc in target.granted:
-            out[rc] = target.granted[rc]
+        if rc in granted:
+            out[rc] = granted[rc]
         elif rc not in optional:
             out[rc] = 0
     return out

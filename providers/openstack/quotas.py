@@ -69,6 +69,12 @@ MAPPING: dict[ResourceClass, Target] = {
 NOVA_CLASSES = tuple(
     rc for rc, t in MAPPING.items() if t.service is Service.COMPUTE and t.legacy_key
 )
+# Nova's /limits names for them: (limit, used).
+NOVA_LIMITS_KEYS = {
+    ResourceClass.VCPU: ("maxTotalCores", "totalCoresUsed"),
+    ResourceClass.MEMORY_MIB: ("maxTotalRAMSize", "totalRAMUsed"),
+    ResourceClass.INSTANCES: ("maxTotalInstances", "totalInstancesUsed"),
+}
 
 
 class Quotas:
@@ -225,18 +231,51 @@ class Quotas:
         for rc in NOVA_CLASSES:
             entry = nova[str(MAPPING[rc].legacy_key)]
             limits[rc], in_use[rc] = _limit(entry["limit"]), _used(entry)
-        cinder = self._cinder(project_id)
-        limits[ResourceClass.DISK_GIB] = _limit(cinder["gigabytes"]["limit"])
-        in_use[ResourceClass.DISK_GIB] = _used(cinder["gigabytes"])
         neutron = self._neutron(project_id)
         if "floatingip" in neutron:
             limits[ResourceClass.FLOATING_IPS] = _limit(neutron["floatingip"]["limit"])
             in_use[ResourceClass.FLOATING_IPS] = int(neutron["floatingip"].get("used", 0))
+        self._read_volume_and_gpu(project_id, limits, in_use)
+        return QuotaReading(limits=limits, in_use=in_use)
+
+    def read_swept(self, project_id: str, floating_ips: tuple[int, int] | None) -> QuotaReading:
+        """`read` for the quota sweep (sweep.py), in two calls instead of four:
+        Nova's `/limits?tenant_id=` answers from the same quota-driver call as
+        the quota-set detail (limits and counted usage, in both quota models)
+        without the detail's round trip to Keystone to check the project, and
+        Neutron's part (`floating_ips`: limit, used) comes from the sweep's
+        cloud-wide listings."""
+        limits: dict[ResourceClass, int | None] = {}
+        in_use: dict[ResourceClass, int] = {}
+        absolute = self._call(
+            Service.COMPUTE,
+            "GET",
+            "/limits",
+            "read nova limits",
+            params={"tenant_id": project_id},
+            microversion=NOVA_MICROVERSION,
+        )["limits"]["absolute"]
+        for rc, (limit_key, used_key) in NOVA_LIMITS_KEYS.items():
+            limits[rc], in_use[rc] = _limit(absolute[limit_key]), int(absolute[used_key])
+        if floating_ips is not None:
+            limits[ResourceClass.FLOATING_IPS] = _limit(floating_ips[0])
+            in_use[ResourceClass.FLOATING_IPS] = floating_ips[1]
+        self._read_volume_and_gpu(project_id, limits, in_use)
+        return QuotaReading(limits=limits, in_use=in_use)
+
+    def _read_volume_and_gpu(
+        self,
+        project_id: str,
+        limits: dict[ResourceClass, int | None],
+        in_use: dict[ResourceClass, int],
+    ) -> None:
+        cinder = self._cinder(project_id)
+        limits[ResourceClass.DISK_GIB] = _limit(cinder["gigabytes"]["limit"])
+        in_use[ResourceClass.DISK_GIB] = _used(cinder["gigabytes"])
         if self._model is QuotaModel.UNIFIED:
             gpu = str(MAPPING[ResourceClass.GPU].unified_name)
             limits[ResourceClass.GPU] = self._limits.effective(project_id, gpu)
             in_use[ResourceClass.GPU] = self._placement_usage(project_id, "VGPU")
-        return QuotaReading(limits=limits, in_use=in_use)
 
     def _nova_detail(self, project_id: str) -> dict[str, Any]:
         found = self._call(

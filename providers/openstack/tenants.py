@@ -243,12 +243,20 @@ class Tenants:
                 json={"project": {"enabled": False}},
             )
 
-    def owned_ids(self) -> set[str]:
-        """Ids of the projects this cloud manages, enabled or retired."""
+    def owned(self) -> dict[str, dict[str, Any]]:
+        """The projects this cloud manages, enabled or retired, by id: one call.
+
+        Keystone has no paging for projects; a deployment that sets
+        `[DEFAULT] list_limit` gets a truncated list, so callers treat an id
+        missing here as "ask `get`", not as "gone"."""
         found = self._identity(
             "GET", "/projects", "list Yunguan projects", params={"tags": cloud_tag(self._s.cloud)}
         )["projects"]
-        return {str(p["id"]) for p in found}
+        return {str(p["id"]): dict(p) for p in found}
+
+    def owned_ids(self) -> set[str]:
+        """Ids of the projects this cloud manages, enabled or retired."""
+        return set(self.owned())
 
     def _identity(self, method: str, path: str, action: str, **kwargs: Any) -> Any:
         return self._s.call(Service.IDENTITY, method, path, action=action, **kwargs)

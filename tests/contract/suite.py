@@ -24,6 +24,7 @@ from providers.base import (
     TenantRef,
     TenantSpec,
     UnsupportedResourceClass,
+    read_quotas,
 )
 
 
@@ -128,3 +129,24 @@ class ProviderContract:
         with pytest.raises(ProviderError) as info:
             provider.read_quota(ghost)
         assert info.value.code == "provider.not_found"
+
+    def test_bulk_read_equals_reading_each_tenant(
+        self,
+        provider: CloudProvider,
+        tenant_spec: TenantSpec,
+        retire_after: list[TenantRef],
+        quota_sample: Mapping[ResourceClass, int],
+    ) -> None:
+        """What the quota sync reads (the adapter's BulkQuotaReader when it has
+        one, else read_quota per tenant) is what read_quota says; a tenant that
+        is gone is that tenant's error, not the whole read's."""
+        tenant = provider.ensure_tenant(tenant_spec)
+        retire_after.append(tenant)
+        provider.set_quota(tenant, quota_sample)
+        ghost = TenantRef(key="ghost", provider_id="yg-does-not-exist-0000")
+        readings = read_quotas(provider, [ghost, tenant], parallel=2)
+        assert set(readings) == {ghost, tenant}
+        assert readings[tenant] == provider.read_quota(tenant)
+        lost = readings[ghost]
+        assert isinstance(lost, ProviderError) and lost.code == "provider.not_found"
+        assert read_quotas(provider, [], parallel=2) == {}

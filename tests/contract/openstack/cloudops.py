@@ -137,10 +137,27 @@ def delete_servers(admin: Connection, project_id: str) -> None:
             admin.compute.wait_for_delete(server, wait=BOOT_WAIT_S)
 
 
+def delete_volumes(admin: Connection, project_id: str) -> None:
+    """The testbed has no volume service: volumes never leave "creating" and
+    have no host, so Cinder deletes them at once (and releases the quota)."""
+    for volume in list(admin.block_storage.volumes(all_projects=True, project_id=project_id)):
+        with contextlib.suppress(sdk_exc.NotFoundException):
+            admin.block_storage.delete_volume(volume.id)
+
+
+def delete_floating_ips(admin: Connection, project_id: str) -> None:
+    for ip in list(admin.network.ips(project_id=project_id)):
+        with contextlib.suppress(sdk_exc.NotFoundException):
+            admin.network.delete_ip(ip.id)
+
+
 def purge_project(admin: Connection, system: Connection, project_id: str) -> None:
-    """Servers, quota rows (Nova, Cinder, Neutron), Keystone limits, then the project."""
+    """Servers, volumes, floating IPs, quota rows (Nova, Cinder, Neutron),
+    Keystone limits, then the project."""
     steps = [
         lambda: delete_servers(admin, project_id),
+        lambda: delete_volumes(admin, project_id),
+        lambda: delete_floating_ips(admin, project_id),
         lambda: admin.compute.delete(f"/os-quota-sets/{project_id}"),
         lambda: admin.block_storage.delete(f"/os-quota-sets/{project_id}"),
         lambda: admin.network.delete(f"/quotas/{project_id}"),
