@@ -36,7 +36,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from controlplane.db.base import Base, UtcDateTime, utcnow
@@ -73,11 +73,8 @@ def request_hash(method: str, path: str, body: Any) -> str:
 
 _TABLE = cast(Table, IdempotencyKey.__table__)
 # Built once per dialect: every POST runs these (bench/quota_http.py).
-_CLAIM = {
-    "postgresql": postgresql.insert(_TABLE).on_conflict_do_nothing().returning(_TABLE.c.id),
-    "sqlite": sqlite.insert(_TABLE).on_conflict_do_nothing().returning(_TABLE.c.id),
-}
-_PG_CLAIM = (
+_CLAIM = sqlite.insert(_TABLE).on_conflict_do_nothing().returning(_TABLE.c.id)
+_PG_CLAIM = (  # the same for psycopg: claim() sends it through controlplane.db.pipeline
     "INSERT INTO idempotency_keys (actor, key, request_hash, created_at) "
     "VALUES (%(actor)s, %(key)s, %(request_hash)s, %(created_at)s) "
     "ON CONFLICT DO NOTHING RETURNING id"
@@ -105,7 +102,7 @@ def claim(session: Session, actor: str, key: str, digest: str) -> StoredResponse
         # Usually the transaction's first statement: with BEGIN in one round trip.
         claimed = bool(fetch(session, _PG_CLAIM, values))
     else:
-        claimed = conn.execute(_CLAIM["sqlite"], values).first() is not None
+        claimed = conn.execute(_CLAIM, values).first() is not None
     if claimed:
         return None
     row = conn.execute(_STORED, {"b_actor": actor, "b_key": key}).one()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, cast
 
 from psycopg.types.json import Json
 from sqlalchemy import Table, bindparam, delete, or_, select, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from controlplane.db import pipeline
@@ -36,13 +38,6 @@ RT = cast(Table, QuotaReservationRow.__table__)
 
 # Built once: filing and approving run these in every admission.
 _ADD_REQUEST = QT.insert().returning(Q.id)
-_PG_ADD_REQUEST = (
-    "INSERT INTO quota_requests (project_id, cloud_id, cloud_role, cloud_architecture, items, "
-    "reason, needed_by, state, requested_by, generation, created_at, updated_at) VALUES "
-    "(%(project_id)s, %(cloud_id)s, %(cloud_role)s, %(cloud_architecture)s, %(items)s, "
-    "%(reason)s, %(needed_by)s, %(state)s, %(requested_by)s, %(generation)s, %(created_at)s, "
-    "%(updated_at)s) RETURNING id"
-)
 _SAVE_REQUEST = (
     update(QT)
     .where(Q.id == bindparam("b_id"))
@@ -59,6 +54,12 @@ _SAVE_REQUEST = (
 _AUTO_APPROVAL = select(QuotaAutoApproval.limits).where(
     QuotaAutoApproval.scope_id == bindparam("b_scope")
 )
+
+
+@functools.cache
+def _pg_add_request(dialect: Dialect, columns: tuple[str, ...]) -> str:
+    """_ADD_REQUEST as driver SQL for these columns (add_request's fast path)."""
+    return str(_ADD_REQUEST.compile(dialect=dialect, column_keys=list(columns)))
 
 
 def _node(row: Any) -> NodeRef:
@@ -112,7 +113,8 @@ class Records:
         if self._s.get_bind().dialect.name == "postgresql":
             # Straight to psycopg, with any deferred writes (controlplane.db.pipeline).
             pg = {**values, "items": Json(values["items"])}
-            rid = pipeline.fetch(self._s, _PG_ADD_REQUEST, pg)[0].id
+            sql = _pg_add_request(self._s.get_bind().dialect, tuple(values))
+            rid = pipeline.fetch(self._s, sql, pg)[0].id
         else:
             rid = self._s.connection().execute(_ADD_REQUEST, values).scalar_one()
         return QuotaRequest(
