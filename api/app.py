@@ -52,6 +52,7 @@ def create_app(
     )
     app.state.container = container
     app.state.metrics = metrics
+    app.state.auth_inflight = {}  # api.auth: one principal lookup per bearer at a time
     problems.install(app)
 
     app.add_middleware(RequestContext)

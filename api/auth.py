@@ -12,11 +12,13 @@ by those paths (404 outside them, never a leak of existence) and use
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from anyio import to_thread
 from fastapi import Depends, Request
 
 from api.deps import get_container
@@ -76,13 +78,52 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def authenticate(request: Request, container: Container) -> Principal:
+async def authenticate(request: Request, container: Container) -> Principal:
+    """The caller's principal: from the per-process cache when it is fresh, else
+    looked up in a worker thread (the event loop never waits on the database).
+
+    One lookup per bearer at a time: when a busy client's cached entry expires,
+    the requests it has in flight wait for the first one's lookup instead of
+    each running their own (a herd of identical queries and last-used stamps).
+    """
     token = _bearer(request)
     cache = container.principals
     key = cache.key(token)
-    cached = cache.get(key, utcnow())
-    if cached is not None:
-        return cached
+    inflight: dict[str, asyncio.Future[Principal]] = request.app.state.auth_inflight
+    while True:
+        cached = cache.get(key, utcnow())
+        if cached is not None:
+            return cached
+        pending = inflight.get(key)
+        if pending is None:
+            break
+        try:
+            return await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            # The lookup we waited for was cancelled, not us: look again.
+    future: asyncio.Future[Principal] = asyncio.get_running_loop().create_future()
+    inflight[key] = future
+    try:
+        principal = await to_thread.run_sync(_look_up, request, container, token)
+    except asyncio.CancelledError:
+        future.cancel()
+        raise
+    except BaseException as exc:
+        future.set_exception(exc)
+        future.exception()  # retrieved: nobody may be waiting
+        raise
+    else:
+        future.set_result(principal)
+    finally:
+        del inflight[key]
+    cache.put(key, principal, principal.expires_at)
+    return principal
+
+
+def _look_up(request: Request, container: Container, token: str) -> Principal:
     with UnitOfWork(container.session_factory) as uow:
         try:
             if token.startswith(PREFIX) or container.oidc is None:
@@ -96,15 +137,16 @@ def authenticate(request: Request, container: Container) -> Principal:
             log.info("refused bearer (%s) request_id=%s", exc.code, request.state.request_id)
             raise UnauthenticatedError(exc.message, code=exc.code) from None
         uow.commit()  # last-used stamp, just-in-time OIDC user
-    cache.put(key, principal, principal.expires_at)
     return principal
 
 
-def require(permission: Permission) -> Callable[..., Access]:
-    def dependency(
+def require(permission: Permission) -> Callable[..., Coroutine[Any, Any, Access]]:
+    # A coroutine, like the routes on the hot path: a sync dependency would
+    # cost each request a hop to the thread pool and back.
+    async def dependency(
         request: Request, container: Annotated[Container, Depends(get_container)]
     ) -> Access:
-        principal = authenticate(request, container)
+        principal = await authenticate(request, container)
         request.state.principal = principal
         if permission is Permission.SELF:
             scopes: tuple[str, ...] = ("self",)

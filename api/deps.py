@@ -11,7 +11,8 @@ from controlplane.bootstrap import Container
 from controlplane.db.uow import UnitOfWork
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:
+    # A coroutine: FastAPI runs sync dependencies in the thread pool.
     container: Container = request.app.state.container
     return container
 

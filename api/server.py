@@ -27,12 +27,18 @@ import sys
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from controlplane.vocabulary import InvalidInputError
 
+# uvloop's event loop and httptools' C parser instead of asyncio's loop and
+# h11 (pure Python): per request they halve the serving stack's CPU, which is
+# most of what a cheap request costs (bench/quota_http.py). Both are what
+# `uvicorn[standard]` installs; they are dependencies of Yunguan.
+LOOP = "uvloop"
 
-class NoDelayH11Protocol(H11Protocol):
+
+class NoDelayProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -43,7 +49,7 @@ class NoDelayH11Protocol(H11Protocol):
 def run(app: Any, *, host: str, port: int, workers: int = 1, **options: Any) -> None:
     """Serve `app` (an import string when workers > 1) until SIGTERM/SIGINT."""
     if workers <= 1:
-        uvicorn.run(app, host=host, port=port, http=NoDelayH11Protocol, **options)
+        uvicorn.run(app, host=host, port=port, http=NoDelayProtocol, loop=LOOP, **options)
         return
     if not isinstance(app, str):
         raise ValueError("several workers need the app as an import string")
@@ -89,5 +95,5 @@ def _listen(host: str, port: int) -> socket.socket:
 def _worker(app: str, host: str, port: int, options: dict[str, Any]) -> None:
     sock = _listen(host, port)
     sock.listen(2048)
-    config = uvicorn.Config(app, host=host, port=port, http=NoDelayH11Protocol, **options)
+    config = uvicorn.Config(app, host=host, port=port, http=NoDelayProtocol, loop=LOOP, **options)
     uvicorn.Server(config).run(sockets=[sock])

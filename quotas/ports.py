@@ -83,6 +83,12 @@ class QuotaStore(Protocol):
         """
         ...
 
+    def will_lock(self, cloud: CloudRef, segments: Sequence[Segment]) -> None:
+        """A hint: this transaction is about to `lock_grants` these rows. A
+        store that runs many calls in one transaction may lock them together
+        with the first rows it locks; any store may ignore it."""
+        ...
+
     def save_grants(self, rows: Sequence[GrantRow], now: datetime) -> list[GrantRow]:
         """Write the sums (granted, allocated, consumed) and generation of locked rows."""
         ...

@@ -34,7 +34,7 @@ from quotas.model import (
     RequestState,
     approving_scope,
 )
-from quotas.ports import NewRequest, QuotaStore, RequestFilter
+from quotas.ports import NewRequest, QuotaStore, RequestFilter, Segment
 
 _NEXT: dict[RequestState, frozenset[RequestState]] = {
     RequestState.PENDING: frozenset(
@@ -112,6 +112,16 @@ def _check_selector(
     )
 
 
+@dataclass(frozen=True)
+class Filed:
+    """A request recorded as pending, before its auto-approval is tried."""
+
+    request: QuotaRequest
+    cloud: CloudRef | None
+    chain: list[NodeRef]
+    at: datetime
+
+
 def file_request(
     store: QuotaStore,
     actor: Actor,
@@ -125,6 +135,36 @@ def file_request(
     now: datetime | None = None,
 ) -> RequestResult:
     """File a request; approve it at once when the scope's auto-approval policy covers it."""
+    filed = record_request(
+        store,
+        actor,
+        project_code,
+        items,
+        reason=reason,
+        cloud_code=cloud_code,
+        selector=selector,
+        needed_by=needed_by,
+        now=now,
+    )
+    return settle_filing(store, filed)
+
+
+def record_request(
+    store: QuotaStore,
+    actor: Actor,
+    project_code: str,
+    items: Sequence[RequestItem],
+    *,
+    reason: str,
+    cloud_code: str | None = None,
+    selector: CloudSelector | None = None,
+    needed_by: date | None = None,
+    now: datetime | None = None,
+) -> Filed:
+    """The first half of `file_request`: check and record the request as
+    pending (with its outbox row). It takes no grant lock, so a caller that
+    files many at once (the API's group commit) records them all first and
+    then settles them under one acquisition of the locks."""
     now = utc(now)
     checked = check_items(items)
     reason = reason.strip()
@@ -156,10 +196,20 @@ def file_request(
     )
     emit_request_changed(store, actor, req)
     if cloud is not None:
-        auto = _try_auto_approval(store, req, cloud, chain, now)
+        segments = _auto_approval_segments(store, req, chain)
+        if segments:
+            store.will_lock(cloud, segments)
+    return Filed(req, cloud, chain, now)
+
+
+def settle_filing(store: QuotaStore, filed: Filed) -> RequestResult:
+    """The second half: approve at once what the approving scope's policy
+    covers and the department's headroom fits; otherwise it stays pending."""
+    if filed.cloud is not None:
+        auto = _try_auto_approval(store, filed.request, filed.cloud, filed.chain, filed.at)
         if auto is not None:
             return auto
-    return RequestResult(req, changes=(_filed(req),))
+    return RequestResult(filed.request, changes=(_filed(filed.request),))
 
 
 def _filed(req: QuotaRequest) -> Change:
@@ -180,15 +230,25 @@ def emit_request_changed(store: QuotaStore, actor: Actor, req: QuotaRequest) -> 
     )
 
 
+def _auto_approval_segments(
+    store: QuotaStore, req: QuotaRequest, chain: list[NodeRef]
+) -> list[Segment] | None:
+    """The rows an auto-approval would lock (department → project per class),
+    or None when the approving scope's policy does not cover the request."""
+    policy = store.auto_approval(approving_scope(chain))
+    if policy is None or not policy.covers(req.items):
+        return None
+    # Only the department's own unallocated headroom: source = the department.
+    return [(i.resource_class, chain[-2:]) for i in req.items]
+
+
 def _try_auto_approval(
     store: QuotaStore, req: QuotaRequest, cloud: CloudRef, chain: list[NodeRef], now: datetime
 ) -> RequestResult | None:
-    scope = approving_scope(chain)
-    policy = store.auto_approval(scope)
-    if policy is None or not policy.covers(req.items):
+    if _auto_approval_segments(store, req, chain) is None:
         return None
+    scope = approving_scope(chain)
     try:
-        # Only the department's own unallocated headroom: source = the department.
         adm = admit(store, cloud, chain, len(chain) - 2, req.items, now)
     except ConflictError as exc:
         if exc.code == "quota.exceeded":

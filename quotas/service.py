@@ -35,6 +35,7 @@ from quotas.model import (
 )
 from quotas.ports import QuotaStore, RequestFilter
 from quotas.requests import (
+    Filed,
     RequestResult,
     approve_request,
     cancel_request,
@@ -43,8 +44,10 @@ from quotas.requests import (
     list_requests,
     mark_applied,
     mark_failed,
+    record_request,
     reject_request,
     request_approving_scope,
+    settle_filing,
 )
 from quotas.reservations import (
     ReservationResult,
@@ -60,6 +63,7 @@ __all__ = [
     "Actor",
     "Change",
     "CloudSelector",
+    "Filed",
     "GrantResult",
     "QuotaStore",
     "RequestFilter",
@@ -84,6 +88,7 @@ __all__ = [
     "parse_items",
     "pools",
     "raise_grant",
+    "record_request",
     "reject_request",
     "release_reservation",
     "request_approving_scope",
@@ -92,4 +97,5 @@ __all__ = [
     "set_capacity",
     "set_grant",
     "set_observed_usage",
+    "settle_filing",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeVar
 
+from anyio import to_thread
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
@@ -14,7 +15,7 @@ from api.auth import Access
 from api.deps import get_container
 from controlplane.bootstrap import Container
 from controlplane.db import idempotency
-from controlplane.db.combine import combined
+from controlplane.db.combine import Done, combined
 from controlplane.db.pipeline import Write
 from controlplane.db.retry import run_in_transaction
 from controlplane.identity import audit
@@ -22,7 +23,7 @@ from controlplane.quotastore.store import SqlQuotaStore
 from controlplane.vocabulary import InvalidInputError
 from quotas.model import Actor, Change
 
-T = TypeVar("T")
+P = TypeVar("P")
 Cont = Annotated[Container, Depends(get_container)]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
@@ -56,9 +57,10 @@ def record(
     *,
     then: Sequence[Write] = (),
     commit: bool = False,
+    defer: bool = False,
 ) -> None:
     """All of a call's changes under one audit head lock; `then` (and with
-    `commit` the COMMIT) go with them."""
+    `commit` the COMMIT) go with them, or with `defer` with the next statement."""
     audit.record_many(
         session,
         access.audit,
@@ -68,41 +70,81 @@ def record(
         ],
         then=then,
         commit=commit,
+        defer=defer,
     )
 
 
-def mutate(
+Outcome = tuple[int, Any, Sequence[Change], int | None]  # status, body, changes, ETag generation
+Answer = tuple[int, Any, int | None]
+
+
+async def mutate(
     container: Container,
     request: Request,
     access: Access,
     key: str | None,
     body: Any,
-    work: Callable[[SqlQuotaStore, Session], tuple[int, Any, Sequence[Change], int | None]],
+    work: Callable[[SqlQuotaStore, Session], Outcome],
 ) -> JSONResponse:
     """One transaction: claim the Idempotency-Key, run the use case, audit its
     changes, store the answer. A retried POST replays the first answer; a lost
     race is retried server-side (run_in_transaction)."""
+
+    def whole(store: SqlQuotaStore, session: Session, _prepared: None) -> Outcome:
+        return work(store, session)
+
+    return await mutate_staged(container, request, access, key, body, None, whole)
+
+
+async def mutate_staged(
+    container: Container,
+    request: Request,
+    access: Access,
+    key: str | None,
+    body: Any,
+    prepare: Callable[[SqlQuotaStore, Session], P] | None,
+    work: Callable[[SqlQuotaStore, Session, P], Outcome],
+) -> JSONResponse:
+    """`mutate` for a use case in two steps: `prepare` (with the Idempotency-Key
+    claim) takes no shared lock, `work` does. Under group commit every call's
+    first step runs before any call's second (controlplane.db.combine), so a
+    batch holds the grant locks only for the second steps."""
     digest = idempotency.request_hash(request.method, request.url.path, body)
     actor = access.principal.login
 
-    def tx(session: Session) -> tuple[int, Any, int | None]:
+    def first(session: Session) -> Done[Answer] | tuple[SqlQuotaStore, P]:
         if key is not None:
             stored = idempotency.claim(session, actor, key, digest)
             if stored is not None:
-                return stored.status_code, stored.response, None
+                return Done((stored.status_code, stored.response, None))
         # The audit head is everybody's lock: taken with the quota rows' locks
         # (after them), and released by a COMMIT sent with the last writes.
         audit.lock_head_next(session)
-        status, payload, changes, generation = work(SqlQuotaStore(session), session)
+        store = SqlQuotaStore(session)
+        return store, (prepare(store, session) if prepare is not None else None)  # type: ignore[return-value]
+
+    def second(session: Session, state: tuple[SqlQuotaStore, P]) -> Answer:
+        store, prepared = state
+        status, payload, changes, generation = work(store, session, prepared)
         answer = [idempotency.completion(actor, key, status, payload)] if key is not None else []
-        record(session, access, changes, then=answer, commit=not combined(session))
+        batched = combined(session)
+        record(session, access, changes, then=answer, commit=not batched, defer=batched)
         return status, payload, generation
 
-    # Group commit (controlplane.db.combine): concurrent calls share one transaction.
+    def whole(session: Session) -> Answer:
+        state = first(session)
+        return state.value if isinstance(state, Done) else second(session, state)
+
+    # Group commit (controlplane.db.combine): concurrent calls share one
+    # transaction. The route awaits it on the event loop: the database work
+    # runs in the combiner's thread, and no thread is held per request.
     combiner = container.combiner
-    if combiner is not None:
-        status, payload, generation = combiner.run(tx)
+    if combiner is None:
+        answer = await to_thread.run_sync(run_in_transaction, container.session_factory, whole)
+    elif prepare is None:
+        answer = await combiner.submit(whole)
     else:
-        status, payload, generation = run_in_transaction(container.session_factory, tx)
+        answer = await combiner.submit_staged(first, second)
+    status, payload, generation = answer
     headers = {"ETag": etag(generation)} if generation is not None else {}
     return JSONResponse(payload, status_code=status, headers=headers)

@@ -75,7 +75,7 @@ def list_pools(
 
 
 @router.put("/pools/{cloud}/{resource_class}")
-def set_pool(
+async def set_pool(
     cloud: str,
     resource_class: ResourceClass,
     body: PoolIn,
@@ -101,7 +101,7 @@ def set_pool(
         (row,) = result.rows
         return 200, _row(cloud, row), result.changes, row.generation
 
-    return mutate(container, request, access, None, body.model_dump(), work)
+    return await mutate(container, request, access, None, body.model_dump(), work)
 
 
 @router.get("/grants")
@@ -128,7 +128,7 @@ def list_grants(
 
 
 @router.put("/grants/{cloud}/{node}/{resource_class}")
-def set_grant(
+async def set_grant(
     cloud: str,
     node: str,
     resource_class: ResourceClass,
@@ -157,4 +157,4 @@ def set_grant(
         (row,) = result.rows
         return 200, {**_row(cloud, row), "forced": result.forced}, result.changes, row.generation
 
-    return mutate(container, request, access, None, body.model_dump(), work)
+    return await mutate(container, request, access, None, body.model_dump(), work)

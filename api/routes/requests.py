@@ -23,10 +23,12 @@ from api.routes.quota_common import (
     Cont,
     IdemKey,
     IfMatch,
+    Outcome,
     actor_of,
     etag,
     expected_generation,
     mutate,
+    mutate_staged,
 )
 from controlplane.identity.principal import within
 from controlplane.identity.roles import Permission
@@ -113,12 +115,14 @@ def _decision_scope(store: SqlQuotaStore, access: Access, request_id: int) -> st
 
 
 @router.post("/requests", status_code=201)
-def file_request(
+async def file_request(
     body: RequestIn, request: Request, container: Cont, access: Filer, key: IdemKey = None
 ) -> JSONResponse:
-    def work(store: SqlQuotaStore, _s: Session) -> tuple[int, Any, Any, int | None]:
+    # Two steps (quota_common.mutate_staged): the request is recorded before
+    # its auto-approval takes the grant locks.
+    def record(store: SqlQuotaStore, _s: Session) -> service.Filed:
         if body.cloud is not None:
-            # The store remembers this lookup: file_request's own locate is free.
+            # The store remembers this lookup: record_request's own locate is free.
             chain = store.locate(body.cloud, body.project)[1]
         else:
             chain = store.chain(body.project)
@@ -128,7 +132,7 @@ def file_request(
         access.check_within(project.path, f"project {body.project!r}")
         raw = [i.model_dump(exclude_none=True) for i in body.items]
         selector = CloudSelector(body.cloud_role, body.architecture) if body.cloud_role else None
-        result = service.file_request(
+        return service.record_request(
             store,
             actor_of(access),
             body.project,
@@ -138,10 +142,14 @@ def file_request(
             selector=selector,
             needed_by=body.needed_by,
         )
+
+    def settle(store: SqlQuotaStore, _s: Session, filed: service.Filed) -> Outcome:
+        result = service.settle_filing(store, filed)
         out = {**_request_out(result.request), "auto_approved": result.auto_approved}
         return 201, out, result.changes, result.request.generation
 
-    return mutate(container, request, access, key, body.model_dump(mode="json"), work)
+    body_json = body.model_dump(mode="json")
+    return await mutate_staged(container, request, access, key, body_json, record, settle)
 
 
 @router.get("/requests")
@@ -167,7 +175,7 @@ def get_request(request_id: int, uow: UoW, access: Reader) -> JSONResponse:
 
 
 @router.post("/requests/{request_id}/approve")
-def approve(
+async def approve(
     request_id: int,
     body: DecisionIn,
     request: Request,
@@ -189,11 +197,11 @@ def approve(
         )
         return 200, _request_out(result.request), result.changes, result.request.generation
 
-    return mutate(container, request, access, key, body.model_dump(), work)
+    return await mutate(container, request, access, key, body.model_dump(), work)
 
 
 @router.post("/requests/{request_id}/reject")
-def reject(
+async def reject(
     request_id: int,
     body: DecisionIn,
     request: Request,
@@ -213,11 +221,11 @@ def reject(
         )
         return 200, _request_out(result.request), result.changes, result.request.generation
 
-    return mutate(container, request, access, key, body.model_dump(), work)
+    return await mutate(container, request, access, key, body.model_dump(), work)
 
 
 @router.post("/requests/{request_id}/cancel")
-def cancel(
+async def cancel(
     request_id: int,
     request: Request,
     container: Cont,
@@ -234,7 +242,7 @@ def cancel(
         )
         return 200, _request_out(result.request), result.changes, result.request.generation
 
-    return mutate(container, request, access, key, {}, work)
+    return await mutate(container, request, access, key, {}, work)
 
 
 def _reservation_out(res: Reservation) -> dict[str, Any]:
@@ -242,7 +250,7 @@ def _reservation_out(res: Reservation) -> dict[str, Any]:
 
 
 @router.post("/reservations", status_code=201)
-def reserve(
+async def reserve(
     body: ReservationIn, request: Request, container: Cont, access: Granter, key: IdemKey = None
 ) -> JSONResponse:
     def work(store: SqlQuotaStore, _s: Session) -> tuple[int, Any, Any, int | None]:
@@ -260,7 +268,7 @@ def reserve(
         )
         return 201, _reservation_out(result.reservation), result.changes, None
 
-    return mutate(container, request, access, key, body.model_dump(), work)
+    return await mutate(container, request, access, key, body.model_dump(), work)
 
 
 @router.get("/reservations")
@@ -276,7 +284,7 @@ def list_reservations(
 
 
 def _settle(verb: str) -> Any:
-    def settle(
+    async def settle(
         reservation_id: int, request: Request, container: Cont, access: Granter, key: IdemKey = None
     ) -> JSONResponse:
         def work(store: SqlQuotaStore, _s: Session) -> tuple[int, Any, Any, int | None]:
@@ -292,7 +300,7 @@ def _settle(verb: str) -> Any:
             result = fn(store, actor_of(access), reservation_id)
             return 200, _reservation_out(result.reservation), result.changes, None
 
-        return mutate(container, request, access, key, {"verb": verb}, work)
+        return await mutate(container, request, access, key, {"verb": verb}, work)
 
     settle.__name__ = f"{verb}_reservation"
     return settle
@@ -303,7 +311,7 @@ router.post("/reservations/{reservation_id}/release")(_settle("release"))
 
 
 @router.put("/auto-approval/{scope}")
-def set_auto_approval(
+async def set_auto_approval(
     scope: str, body: AutoApprovalIn, request: Request, container: Cont, access: Granter
 ) -> JSONResponse:
     def work(store: SqlQuotaStore, _s: Session) -> tuple[int, Any, Any, int | None]:
@@ -314,4 +322,4 @@ def set_auto_approval(
         change = service.set_auto_approval(store, actor_of(access), scope, body.limits)
         return 200, {"scope": scope, "limits": body.limits}, (change,), None
 
-    return mutate(container, request, access, None, body.model_dump(), work)
+    return await mutate(container, request, access, None, body.model_dump(), work)

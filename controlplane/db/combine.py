@@ -20,16 +20,32 @@ runs it in a single transaction, each `work` inside its own SAVEPOINT:
 `work` must not commit: `combined(session)` tells it it runs in a batch.
 Under no load a batch is one `work`: same cost as `run_in_transaction` plus a
 thread handoff. bench/quota_http.py measures the gain under load.
+
+Staged jobs (`submit_staged(prepare, finish)`) split a call in two: a batch
+runs every job's `prepare` first, then every `finish`. What a call can do
+before it needs the shared locks (claim its Idempotency-Key, record the
+request) then happens before the first `finish` takes them, so the batch holds
+the locks only for the `finish` parts, not for every call's whole work. A
+`prepare` that raises is rolled back alone; one that returns `Done(value)`
+answers without a `finish` (a replayed Idempotency-Key). A `finish` that
+raises cannot be rolled back alone — its `prepare`'s savepoint was released
+before the other jobs' — so the batch is rolled back and its jobs re-run one
+transaction each, as is a batch where the database refused a statement for
+another reason than a lost race: deferred writes travel with later jobs'
+statements, so such an error cannot be pinned on one job.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.exc import DBAPIError
@@ -40,6 +56,7 @@ from controlplane.db.retry import DEFAULT_ATTEMPTS, is_lost_race
 from controlplane.db.uow import UnitOfWork
 
 T = TypeVar("T")
+S = TypeVar("S")
 log = logging.getLogger("yunguan.db")
 _COMBINED = "yunguan.combined"
 
@@ -49,16 +66,38 @@ def combined(session: Session) -> bool:
     return bool(session.info.get(_COMBINED))
 
 
-class _Job(Generic[T]):
-    __slots__ = ("_done", "_error", "_value", "work")
+@dataclass(frozen=True)
+class Done(Generic[T]):
+    """Returned by a staged job's `prepare`: the answer, no `finish` needed."""
 
-    def __init__(self, work: Callable[[Session], T]) -> None:
-        self.work = work
+    value: T
+
+
+class _Redo(Exception):
+    """The batch cannot deliver its outcomes: roll it back, run each job alone."""
+
+
+class _Job(Generic[T]):
+    """One queued call: a thread waits on `result()`, or a coroutine awaits
+    `future` (resolved on its own event loop; see `_deliver`). `prepare` is
+    None for a one-stage job, whose `finish` ignores its second argument."""
+
+    __slots__ = ("_done", "_error", "_value", "finish", "future", "loop", "prepare")
+
+    def __init__(
+        self,
+        prepare: Callable[[Session], Any] | None,
+        finish: Callable[[Session, Any], T],
+        loop: asyncio.AbstractEventLoop | None = None,
+        future: asyncio.Future[T] | None = None,
+    ) -> None:
+        self.prepare, self.finish = prepare, finish
+        self.loop, self.future = loop, future
         self._done = threading.Event()
         self._value: T | None = None
         self._error: BaseException | None = None
 
-    def finish(self, value: T | None, error: BaseException | None) -> None:
+    def settle(self, value: T | None, error: BaseException | None) -> None:
         self._value, self._error = value, error
         self._done.set()
 
@@ -67,6 +106,39 @@ class _Job(Generic[T]):
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]
+
+
+Outcome = tuple[_Job[Any], Any, BaseException | None]
+
+
+def _resolve(outcomes: list[Outcome]) -> None:
+    """On the awaiting loop: hand each coroutine its answer (a caller that gave
+    up — a cancelled request — is skipped; its work is committed all the same,
+    and a retry with its Idempotency-Key replays the answer)."""
+    for job, value, error in outcomes:
+        future = job.future
+        if future is None or future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+
+def _deliver(outcomes: list[Outcome]) -> None:
+    """Wake the callers: threads one by one, and each event loop once for all
+    of its coroutines (one self-pipe write per loop, not per request)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+    for outcome in outcomes:
+        job = outcome[0]
+        if job.loop is None:
+            job.settle(outcome[1], outcome[2])
+        else:
+            by_loop.setdefault(job.loop, []).append(outcome)
+    for loop, mine in by_loop.items():
+        # A closed loop (RuntimeError) has nobody waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_resolve, mine)
 
 
 class Combiner:
@@ -85,10 +157,30 @@ class Combiner:
         self._start = threading.Lock()
 
     def run(self, work: Callable[[Session], T]) -> T:
-        job: _Job[T] = _Job(work)
+        """Run `work` in the next batch; blocks this thread until it is committed."""
+        return self.run_staged(None, _one_stage(work))
+
+    def run_staged(
+        self, prepare: Callable[[Session], S | Done[T]] | None, finish: Callable[[Session, S], T]
+    ) -> T:
+        job: _Job[T] = _Job(prepare, finish)
         self._queue.put(job)
         self._ensure_thread()
         return job.result()
+
+    def submit(self, work: Callable[[Session], T]) -> asyncio.Future[T]:
+        """The same for a coroutine: await the result on the running event loop,
+        which stays free meanwhile (no worker thread is held per request)."""
+        return self.submit_staged(None, _one_stage(work))
+
+    def submit_staged(
+        self, prepare: Callable[[Session], S | Done[T]] | None, finish: Callable[[Session, S], T]
+    ) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Job(prepare, finish, loop, future))
+        self._ensure_thread()
+        return future
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -113,13 +205,17 @@ class Combiner:
             try:
                 self._run_batch(batch)
             except BaseException as exc:  # never leave a caller waiting
-                for job in batch:
-                    job.finish(None, exc)
+                _deliver([(job, None, exc) for job in batch])
 
     def _run_batch(self, batch: list[_Job[Any]]) -> None:
         for attempt in range(1, self._attempts + 1):
             try:
                 outcomes = self._once(batch)
+            except _Redo as redo:
+                log.info("batch of %d re-run one job at a time (%s)", len(batch), redo)
+                for job in batch:
+                    self._run_batch([job])
+                return
             except DBAPIError as exc:
                 if attempt < self._attempts and is_lost_race(exc):
                     log.info(
@@ -128,44 +224,103 @@ class Combiner:
                     time.sleep(random.uniform(0, 0.002 * 2**attempt))  # noqa: S311 - not crypto
                     continue
                 raise
-            for job, value, error in outcomes:
-                job.finish(value, error)
+            _deliver(outcomes)
             return
 
-    def _once(self, batch: list[_Job[Any]]) -> list[tuple[_Job[Any], Any, BaseException | None]]:
+    def _once(self, batch: list[_Job[Any]]) -> list[Outcome]:
         if len(batch) == 1:  # nothing to share: exactly run_in_transaction's one attempt
-            with UnitOfWork(self._factory) as uow:
-                try:
-                    value = batch[0].work(uow.session)
-                except DBAPIError as exc:
-                    if is_lost_race(exc):
-                        raise
-                    return [(batch[0], None, exc)]
-                except Exception as exc:
-                    return [(batch[0], None, exc)]
-                uow.commit()
-            return [(batch[0], value, None)]
-        outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
+            return [self._alone(batch[0])]
+        outcomes: list[Outcome] = []
+        ready: list[tuple[_Job[Any], Any]] = []
         with UnitOfWork(self._factory) as uow:
             session = uow.session
             session.info[_COMBINED] = True
+            # Every job's first stage, before any job takes the shared locks.
             for i, job in enumerate(batch):
-                savepoint = _Savepoint(session, f"yg_job_{i}")
-                try:
-                    value = job.work(session)
-                    savepoint.release()
-                except DBAPIError as exc:
-                    if is_lost_race(exc):
-                        raise  # the whole batch rolls back and is retried
-                    savepoint.rollback()
-                    outcomes.append((job, None, exc))
-                except Exception as exc:  # the caller's own error, delivered to it
-                    savepoint.rollback()
-                    outcomes.append((job, None, exc))
+                if job.prepare is None:
+                    ready.append((job, None))
+                    continue
+                ok, value = _step(session, f"yg_prep_{i}", job.prepare, ())
+                if not ok:
+                    outcomes.append((job, None, value))
+                elif isinstance(value, Done):
+                    outcomes.append((job, value.value, None))
                 else:
-                    outcomes.append((job, value, None))
+                    ready.append((job, value))
+            for i, (job, state) in enumerate(ready):
+                if job.prepare is not None:
+                    # No savepoint: a failing second stage re-runs the batch anyway.
+                    outcomes.append((job, _second_stage(session, job, state), None))
+                    continue
+                ok, value = _step(session, f"yg_job_{i}", job.finish, (state,))
+                outcomes.append((job, value, None) if ok else (job, None, value))
+            # The writes still deferred and the COMMIT, in one round trip.
+            try:
+                pipeline.execute_writes(session, (), commit=True)
+            except DBAPIError as exc:
+                if is_lost_race(exc):
+                    raise
+                raise _Redo(f"the database refused a statement: {exc.orig}") from exc
             uow.commit()
         return outcomes
+
+    def _alone(self, job: _Job[Any]) -> Outcome:
+        with UnitOfWork(self._factory) as uow:
+            try:
+                state = job.prepare(uow.session) if job.prepare is not None else None
+                value = _answer(job, uow.session, state)
+            except DBAPIError as exc:
+                if is_lost_race(exc):
+                    raise
+                return (job, None, exc)
+            except Exception as exc:
+                return (job, None, exc)
+            uow.commit()
+        return (job, value, None)
+
+
+def _answer(job: _Job[T], session: Session, state: Any) -> T:
+    if isinstance(state, Done):
+        return state.value  # type: ignore[no-any-return]
+    return job.finish(session, state)
+
+
+def _second_stage(session: Session, job: _Job[T], state: Any) -> T:
+    try:
+        return job.finish(session, state)
+    except DBAPIError as exc:
+        if is_lost_race(exc):
+            raise
+        raise _Redo(f"the database refused a statement: {exc.orig}") from exc
+    except Exception as exc:
+        raise _Redo(f"a second stage failed: {type(exc).__name__}") from exc
+
+
+def _one_stage(work: Callable[[Session], T]) -> Callable[[Session, Any], T]:
+    def finish(session: Session, _state: Any) -> T:
+        return work(session)
+
+    return finish
+
+
+def _step(
+    session: Session, name: str, fn: Callable[..., Any], args: tuple[Any, ...]
+) -> tuple[bool, Any]:
+    """`fn(session, *args)` in its own savepoint: (True, its value), or (False,
+    the error it raised, after rolling back to the savepoint)."""
+    savepoint = _Savepoint(session, name)
+    try:
+        value = fn(session, *args)
+        savepoint.release()
+    except DBAPIError as exc:
+        if is_lost_race(exc):
+            raise  # the whole batch rolls back and is retried
+        # Deferred writes of earlier jobs may have failed here: not this job's error.
+        raise _Redo(f"the database refused a statement: {exc.orig}") from exc
+    except Exception as exc:  # the caller's own error, delivered to it
+        savepoint.rollback()
+        return False, exc
+    return True, value
 
 
 class _Savepoint:

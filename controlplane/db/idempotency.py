@@ -40,7 +40,8 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from controlplane.db.base import Base, UtcDateTime, utcnow
-from controlplane.db.pipeline import Write, execute_writes, fetch
+from controlplane.db.combine import combined
+from controlplane.db.pipeline import Write, defer, deferrable, execute_writes, fetch
 from controlplane.vocabulary import ConflictError, InvalidInputError
 
 MAX_KEY = 200
@@ -79,6 +80,10 @@ _PG_CLAIM = (  # the same for psycopg: claim() sends it through controlplane.db.
     "VALUES (%(actor)s, %(key)s, %(request_hash)s, %(created_at)s) "
     "ON CONFLICT DO NOTHING RETURNING id"
 )
+_PG_CLAIM_NEW = (
+    "INSERT INTO idempotency_keys (actor, key, request_hash, created_at) "
+    "VALUES (%(actor)s, %(key)s, %(request_hash)s, %(created_at)s)"
+)
 _STORED = select(_TABLE.c.request_hash, _TABLE.c.status_code, _TABLE.c.response).where(
     _TABLE.c.actor == bindparam("b_actor"), _TABLE.c.key == bindparam("b_key")
 )
@@ -98,6 +103,14 @@ def claim(session: Session, actor: str, key: str, digest: str) -> StoredResponse
         )
     conn = session.connection()
     values = {"actor": actor, "key": key, "request_hash": digest, "created_at": utcnow()}
+    if combined(session) and deferrable(session):
+        # In a group commit, a fresh key (nearly every one) needs no answer
+        # from the database: the claim goes with the next statement. A key
+        # already taken then fails that statement with a unique violation,
+        # and the combiner re-runs the batch one call per transaction, where
+        # the claim below finds the stored answer (controlplane.db.combine).
+        defer(session, Write(None, values, _PG_CLAIM_NEW, [values]))
+        return None
     if conn.dialect.name == "postgresql":
         # Usually the transaction's first statement: with BEGIN in one round trip.
         claimed = bool(fetch(session, _PG_CLAIM, values))

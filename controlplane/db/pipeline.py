@@ -49,6 +49,7 @@ from sqlalchemy.sql import Executable
 _QUEUE = "yunguan.deferred_writes"  # in the pooled connection's info
 _READS = "yunguan.carried_reads"  # registered, not sent yet
 _CARRIED = "yunguan.carried_rows"  # sent: their rows
+_MEMO = "yunguan.transaction_memo"  # see `remember`
 _INSTALLED: weakref.WeakSet[Engine] = weakref.WeakSet()  # engines whose events flush
 
 
@@ -58,6 +59,13 @@ class Write:
     params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
     pg_sql: str
     pg_params: Sequence[Sequence[Any] | Mapping[str, Any]]  # one entry per execution
+    # Writes with the same key overwrite one row with its latest state (the
+    # audit head): deferring one drops the previous one still queued, unless
+    # a savepoint boundary lies between them (its part may be rolled back).
+    latest_wins: str | None = None
+
+
+_BOUNDARIES = ("SAVEPOINT ", "RELEASE SAVEPOINT ")
 
 
 def _driver(conn: Connection) -> Any | None:
@@ -87,7 +95,15 @@ def defer(session: Session, write: Write) -> None:
     if not _deferrable(conn):
         _pipeline(conn, (write,), None)
         return
-    _queue(conn).append(write)
+    queue = _queue(conn)
+    if write.latest_wins is not None:
+        for i in range(len(queue) - 1, -1, -1):
+            if queue[i].pg_sql.startswith(_BOUNDARIES):
+                break
+            if queue[i].latest_wins == write.latest_wins:
+                del queue[i]
+                break
+    queue.append(write)
 
 
 def _send(cur: Any, writes: Sequence[Write]) -> None:
@@ -199,6 +215,21 @@ def carried(session: Session, key: str) -> list[Any] | None:
     return rows
 
 
+def remember(session: Session, key: str, value: Any) -> None:
+    """PostgreSQL: keep `value` — what this transaction knows of a row it holds
+    locked, such as the audit head after its own last write — for `recall`
+    later in the same transaction, instead of reading the row again. Dropped
+    at commit, at any rollback, and at a rollback to any savepoint (the value
+    may have been written in the part undone)."""
+    conn = session.connection()
+    if _deferrable(conn):
+        conn.connection.info.setdefault(_MEMO, {})[key] = value
+
+
+def recall(session: Session, key: str) -> Any | None:
+    return session.connection().connection.info.get(_MEMO, {}).get(key)
+
+
 def rollback_to(session: Session, savepoint: str) -> None:
     """ROLLBACK TO a savepoint set with a deferred `SAVEPOINT` write, dropping
     whatever was deferred since (it belongs to the part undone)."""
@@ -210,7 +241,7 @@ def rollback_to(session: Session, savepoint: str) -> None:
         # The savepoint and all after it never left: drop them (and what the
         # part registered to read); what was queued before it still goes.
         del queue[unsent:]
-        for key in (_READS, _CARRIED):
+        for key in (_READS, _CARRIED, _MEMO):
             conn.connection.info.pop(key, None)
         return
     _forget(conn.connection.info)
@@ -240,7 +271,7 @@ def install(engine: Engine) -> None:
     @event.listens_for(engine, "commit")
     def _before_commit(conn: Connection) -> None:
         flush(conn)
-        for key in (_READS, _CARRIED):  # what a transaction registered ends with it
+        for key in (_READS, _CARRIED, _MEMO):  # what a transaction registered ends with it
             conn.connection.info.pop(key, None)
 
     @event.listens_for(engine, "rollback")
@@ -260,5 +291,5 @@ def install(engine: Engine) -> None:
 
 
 def _forget(info: dict[Any, Any]) -> None:
-    for key in (_QUEUE, _READS, _CARRIED):
+    for key in (_QUEUE, _READS, _CARRIED, _MEMO):
         info.pop(key, None)

@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from psycopg.types.json import Json
 from sqlalchemy import Select, Table, bindparam, insert, select, update
@@ -25,7 +25,16 @@ from sqlalchemy.orm import Session
 
 from controlplane.db.base import utcnow
 from controlplane.db.identity_tables import AuditEntry, AuditHead
-from controlplane.db.pipeline import Write, carried, carry_read, execute_writes, fetch
+from controlplane.db.pipeline import (
+    Write,
+    carried,
+    carry_read,
+    defer,
+    execute_writes,
+    fetch,
+    recall,
+    remember,
+)
 
 __all__ = ["AuditContext", "AuditEntry", "record", "verify"]
 from controlplane.db.scoping import within_clause
@@ -135,10 +144,14 @@ _MOVE_HEAD = (
 _COLUMNS = tuple(c.name for c in _T.columns)
 
 
-_PG_INSERT = (
-    f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) "  # noqa: S608 - fixed column names
-    f"VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
-)
+@functools.cache
+def _pg_insert(n: int) -> str:
+    """n entries in one statement: one execution instead of n in the pipeline."""
+    row = f"({', '.join(['%s'] * len(_COLUMNS))})"
+    return (
+        f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) "  # noqa: S608 - fixed column names
+        f"VALUES {', '.join([row] * n)}"
+    )
 _HEAD_KEY = "audit_head"
 _PG_LOCK_HEAD = "SELECT last_seq, last_hash FROM audit_head WHERE id = 1 FOR UPDATE"
 _PG_MOVE_HEAD = "UPDATE audit_head SET last_seq = %s, last_hash = %s WHERE id = 1"
@@ -160,22 +173,20 @@ def record_many(
     *,
     then: Sequence[Write] = (),
     commit: bool = False,
+    defer: bool = False,
 ) -> list[AuditEntry]:
     """Appends entries in order: one head lock, then the entries, the head
     update and the caller's `then` writes together (controlplane.db.pipeline),
-    and with `commit` the COMMIT in that same round trip (PostgreSQL).
+    and with `commit` the COMMIT in that same round trip (PostgreSQL); with
+    `defer` they go with the transaction's next statement instead.
     Returns the entries written (not attached to the session)."""
+    send = _defer_all if defer else execute_writes
     if not entries:
-        execute_writes(session, then, commit=commit)
+        send(session, then, commit=commit)
         return []
     conn = session.connection()
     if conn.dialect.name == "postgresql":
-        # Locked already with the quota rows (lock_head_next), or now, with
-        # the writes deferred so far: either way no round trip of its own.
-        found = carried(session, _HEAD_KEY)
-        if found is None:
-            found = fetch(session, _PG_LOCK_HEAD, None)
-        head = found[0] if found else None
+        head = _pg_head(session)
     else:
         head = conn.execute(_LOCK_HEAD).first()
     if head is None:
@@ -208,20 +219,57 @@ def record_many(
         Write(
             _INSERT,
             rows,
-            _PG_INSERT,
+            _pg_insert(len(rows)),
             [
-                tuple(
+                [
                     Json(r[c]) if c in _JSON_COLUMNS and r[c] is not None else r[c]
+                    for r in rows
                     for c in _COLUMNS
-                )
-                for r in rows
+                ]
             ],
         ),
-        Write(_MOVE_HEAD, {"b_seq": seq, "b_hash": prev}, _PG_MOVE_HEAD, [(seq, prev)]),
+        # Only the head's last position matters: a later move in the same
+        # queue replaces this one (controlplane.db.pipeline.Write.latest_wins).
+        Write(
+            _MOVE_HEAD,
+            {"b_seq": seq, "b_hash": prev},
+            _PG_MOVE_HEAD,
+            [(seq, prev)],
+            latest_wins=_HEAD_KEY,
+        ),
         *then,
     ]
-    execute_writes(session, writes, commit=commit)
+    send(session, writes, commit=commit)
+    if not commit:
+        # This transaction holds the head locked until it ends: its later
+        # entries (the other calls of a group commit) need not read it again.
+        remember(session, _HEAD_KEY, _Head(seq, prev))
     return written
+
+
+class _Head(NamedTuple):
+    last_seq: int
+    last_hash: str
+
+
+def _pg_head(session: Session) -> Any:
+    # Locked already with the quota rows (lock_head_next), or known from this
+    # transaction's previous entries, or locked now with the writes deferred
+    # so far: in no case a round trip of its own.
+    found = carried(session, _HEAD_KEY)
+    if found is None:
+        known = recall(session, _HEAD_KEY)
+        if known is not None:
+            return known
+        found = fetch(session, _PG_LOCK_HEAD, None)
+    return found[0] if found else None
+
+
+def _defer_all(session: Session, writes: Sequence[Write], *, commit: bool) -> None:
+    if commit:
+        raise ValueError("deferred writes cannot carry the COMMIT")
+    for write in writes:
+        defer(session, write)
 
 
 @dataclass(frozen=True)

@@ -191,8 +191,50 @@ def pg_compiled(statement: Any, dialect: Dialect) -> tuple[str, dict[str, Any]]:
     return str(compiled), dict(compiled.params)
 
 
+# What a transaction holds locked, kept in its pipeline memo (PostgreSQL):
+# the calls of a group commit (controlplane.db.combine) lock and change the
+# same ancestor rows one after another in one transaction. While it holds a
+# row locked nobody else can change it, so what it last wrote is the row: a
+# later call reads it here instead of selecting it again, and rows announced
+# with `will_lock` are locked together with the first lock taken. A rollback
+# to any savepoint drops the memo (pipeline.remember), so nothing undone is
+# ever read back.
+_LOCKED = "quota.locked_grants"
+_WANTED = "quota.wanted_locks"
+LockKey = tuple[int, str, int]  # (cloud id, resource class, node id)
+
+
+class _Locked:
+    __slots__ = ("ids", "rows")
+
+    def __init__(self) -> None:
+        self.rows: dict[LockKey, Any] = {}  # the selected rows (named tuples)
+        self.ids: dict[int, LockKey] = {}
+
+    def put(self, cloud_id: int, row: Any) -> None:
+        key = (cloud_id, row.resource_class, row.node_id)
+        self.rows[key] = row
+        self.ids[row.id] = key
+
+    def written(self, grant_id: int | None, **values: Any) -> None:
+        key = self.ids.get(grant_id) if grant_id is not None else None
+        if key is not None:
+            self.rows[key] = self.rows[key]._replace(**values)
+
+
 class GrantRows:
     _s: Session
+
+    def _locked(self) -> _Locked | None:
+        found: _Locked | None = pipeline.recall(self._s, _LOCKED)
+        return found
+
+    def will_lock(self, cloud: CloudRef, segments: Sequence[Segment]) -> None:
+        if not self._on_postgresql():
+            return
+        wanted: set[LockKey] = pipeline.recall(self._s, _WANTED) or set()
+        wanted.update((cloud.id, c.value, node.id) for c, segment in segments for node in segment)
+        pipeline.remember(self._s, _WANTED, wanted)
 
     def _insert(self, table: Any) -> Any:
         dialect = self._s.get_bind().dialect.name
@@ -202,20 +244,32 @@ class GrantRows:
         return self._s.get_bind().dialect.name == "postgresql"
 
     def _select_locked(self, cloud: CloudRef, keys: Sequence[Key]) -> dict[Key, Any]:
-        if self._on_postgresql():
+        if not self._on_postgresql():
+            rows = self._s.connection().execute(_LOCK, {"cloud_id": cloud.id, "keys": keys}).all()
+            return {(r.resource_class, r.node_id): r for r in rows}
+        locked = self._locked() or _Locked()
+        wanted: set[LockKey] = pipeline.recall(self._s, _WANTED) or set()
+        mine = {(cloud.id, cls, node_id) for cls, node_id in keys}
+        todo = sorted(
+            (cls, node_id)
+            for cloud_id, cls, node_id in (mine | wanted) - locked.rows.keys()
+            if cloud_id == cloud.id
+        )
+        if any(k in mine for k in ((cloud.id, *t) for t in todo)):
             params: dict[str, Any] = {
                 "cloud_id": cloud.id,
-                "classes": sorted({k[0] for k in keys}),
-                "nodes": sorted({k[1] for k in keys}),
+                "classes": sorted({k[0] for k in todo}),
+                "nodes": sorted({k[1] for k in todo}),
             }
-            for i, (cls, node_id) in enumerate(keys):
+            for i, (cls, node_id) in enumerate(todo):
                 params[f"c{i}"], params[f"n{i}"] = cls, node_id
             # Deferred writes (the outbox row) travel with the lock, and a read
             # carried for after it (the audit head: audit.lock_head_next).
-            rows: Sequence[Any] = pipeline.fetch(self._s, _pg_lock(len(keys)), params, carry=True)
-        else:
-            rows = self._s.connection().execute(_LOCK, {"cloud_id": cloud.id, "keys": keys}).all()
-        return {(r.resource_class, r.node_id): r for r in rows}
+            for row in pipeline.fetch(self._s, _pg_lock(len(todo)), params, carry=True):
+                locked.put(cloud.id, row)
+            pipeline.remember(self._s, _LOCKED, locked)
+        found = (locked.rows.get(k) for k in mine)
+        return {(r.resource_class, r.node_id): r for r in found if r is not None}
 
     def lock_grants(
         self, cloud: CloudRef, segments: Sequence[Segment], *, create_top: bool = False
@@ -296,11 +350,31 @@ class GrantRows:
             # in a round trip of its own while these rows are locked.
             sql = _pg_save(len(rows), self._s.get_bind().dialect)
             pipeline.defer(self._s, pipeline.Write(None, params, sql, [params]))
+            locked = self._locked()
+            if locked is not None:
+                for r in rows:
+                    locked.written(
+                        r.id,
+                        granted=r.granted,
+                        allocated=r.allocated,
+                        consumed=r.consumed,
+                        generation=r.generation,
+                    )
         else:
             self._s.connection().execute(_save_counts(len(rows)), params)
         return list(rows)
 
     def save_pool(self, row: GrantRow, now: datetime) -> GrantRow:
+        locked = self._locked()
+        if locked is not None:
+            locked.written(
+                row.id,
+                total=row.total,
+                capacity_reserved=row.capacity_reserved,
+                oversubscription=row.oversubscription,
+                capacity_source=row.capacity_source,
+                generation=row.generation,
+            )
         self._s.connection().execute(
             _SAVE_POOL,
             {
