@@ -49,6 +49,9 @@ def create_app(
         title="Yunguan",
         summary="Control plane of Hunan's 1+1+N+14 government hybrid cloud",
         version="0.1.0",
+        # Metrics go to Prometheus (api.middleware, controlplane.observability);
+        # FastAPI's own OpenTelemetry hooks would only cost every request a check.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.container = container
     app.state.metrics = metrics

@@ -16,12 +16,11 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 from anyio import to_thread
-from fastapi import Depends, Request
+from fastapi import Request
 
-from api.deps import get_container
 from controlplane.bootstrap import Container
 from controlplane.db.base import utcnow
 from controlplane.db.uow import UnitOfWork
@@ -143,9 +142,11 @@ def _look_up(request: Request, container: Container, token: str) -> Principal:
 def require(permission: Permission) -> Callable[..., Coroutine[Any, Any, Access]]:
     # A coroutine, like the routes on the hot path: a sync dependency would
     # cost each request a hop to the thread pool and back.
-    async def dependency(
-        request: Request, container: Annotated[Container, Depends(get_container)]
-    ) -> Access:
+    async def dependency(request: Request) -> Access:
+        # The container straight from the app, not as a sub-dependency: FastAPI
+        # resolves every dependency node per request, at a cost comparable to
+        # the rest of a cheap request's work (bench/quota_http.py).
+        container: Container = request.app.state.container
         principal = await authenticate(request, container)
         request.state.principal = principal
         if permission is Permission.SELF:

@@ -71,6 +71,7 @@ def record(
         then=then,
         commit=commit,
         defer=defer,
+        returning=False,
     )
 
 
@@ -104,12 +105,16 @@ async def mutate_staged(
     body: Any,
     prepare: Callable[[SqlQuotaStore, Session], P] | None,
     work: Callable[[SqlQuotaStore, Session, P], Outcome],
+    *,
+    hint: Callable[[SqlQuotaStore], None] | None = None,
 ) -> JSONResponse:
     """`mutate` for a use case in two steps: `prepare` (with the Idempotency-Key
     claim) takes no shared lock, `work` does. Under group commit every call's
     first step runs before any call's second (controlplane.db.combine), so a
-    batch holds the grant locks only for the second steps."""
-    digest = idempotency.request_hash(request.method, request.url.path, body)
+    batch holds the grant locks only for the second steps. `hint` announces
+    what `prepare` will read (see Combiner.submit_staged)."""
+    # The path from the ASGI scope: request.url would build a URL object.
+    digest = idempotency.request_hash(request.method, request.scope["path"], body)
     actor = access.principal.login
 
     def first(session: Session) -> Done[Answer] | tuple[SqlQuotaStore, P]:
@@ -144,7 +149,10 @@ async def mutate_staged(
     elif prepare is None:
         answer = await combiner.submit(whole)
     else:
-        answer = await combiner.submit_staged(first, second)
+        announce = None
+        if hint is not None:
+            announce = lambda session: hint(SqlQuotaStore(session))  # noqa: E731
+        answer = await combiner.submit_staged(first, second, hint=announce)
     status, payload, generation = answer
     headers = {"ETag": etag(generation)} if generation is not None else {}
     return JSONResponse(payload, status_code=status, headers=headers)

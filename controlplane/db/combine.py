@@ -77,12 +77,18 @@ class _Redo(Exception):
     """The batch cannot deliver its outcomes: roll it back, run each job alone."""
 
 
+class Rerun(Exception):
+    """Raised by a job that finds an earlier job of its own batch in its way
+    (the same Idempotency-Key, claimed but not answered yet): the batch is
+    rolled back and each job run in its own transaction, in order."""
+
+
 class _Job(Generic[T]):
     """One queued call: a thread waits on `result()`, or a coroutine awaits
     `future` (resolved on its own event loop; see `_deliver`). `prepare` is
     None for a one-stage job, whose `finish` ignores its second argument."""
 
-    __slots__ = ("_done", "_error", "_value", "finish", "future", "loop", "prepare")
+    __slots__ = ("_done", "_error", "_value", "finish", "future", "hint", "loop", "prepare")
 
     def __init__(
         self,
@@ -90,8 +96,9 @@ class _Job(Generic[T]):
         finish: Callable[[Session, Any], T],
         loop: asyncio.AbstractEventLoop | None = None,
         future: asyncio.Future[T] | None = None,
+        hint: Callable[[Session], None] | None = None,
     ) -> None:
-        self.prepare, self.finish = prepare, finish
+        self.prepare, self.finish, self.hint = prepare, finish, hint
         self.loop, self.future = loop, future
         self._done = threading.Event()
         self._value: T | None = None
@@ -174,11 +181,18 @@ class Combiner:
         return self.submit_staged(None, _one_stage(work))
 
     def submit_staged(
-        self, prepare: Callable[[Session], S | Done[T]] | None, finish: Callable[[Session, S], T]
+        self,
+        prepare: Callable[[Session], S | Done[T]] | None,
+        finish: Callable[[Session, S], T],
+        *,
+        hint: Callable[[Session], None] | None = None,
     ) -> asyncio.Future[T]:
+        """`hint`, in a batch of several, runs before any job's `prepare`: it
+        may announce reads (controlplane.db.pipeline.carry_read) so that the
+        batch sends them together, and must not run statements itself."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(prepare, finish, loop, future))
+        self._queue.put(_Job(prepare, finish, loop, future, hint))
         self._ensure_thread()
         return future
 
@@ -214,7 +228,10 @@ class Combiner:
             except _Redo as redo:
                 log.info("batch of %d re-run one job at a time (%s)", len(batch), redo)
                 for job in batch:
-                    self._run_batch([job])
+                    try:
+                        self._run_batch([job])
+                    except BaseException as exc:  # its own failure, nobody else's
+                        _deliver([(job, None, exc)])
                 return
             except DBAPIError as exc:
                 if attempt < self._attempts and is_lost_race(exc):
@@ -235,6 +252,9 @@ class Combiner:
         with UnitOfWork(self._factory) as uow:
             session = uow.session
             session.info[_COMBINED] = True
+            for job in batch:
+                if job.hint is not None:
+                    job.hint(session)
             # Every job's first stage, before any job takes the shared locks.
             for i, job in enumerate(batch):
                 if job.prepare is None:
@@ -269,13 +289,15 @@ class Combiner:
             try:
                 state = job.prepare(uow.session) if job.prepare is not None else None
                 value = _answer(job, uow.session, state)
+                # Inside: on PostgreSQL the COMMIT also sends the last deferred
+                # writes, and their errors are this job's.
+                uow.commit()
             except DBAPIError as exc:
                 if is_lost_race(exc):
                     raise
                 return (job, None, exc)
             except Exception as exc:
                 return (job, None, exc)
-            uow.commit()
         return (job, value, None)
 
 
@@ -317,6 +339,8 @@ def _step(
             raise  # the whole batch rolls back and is retried
         # Deferred writes of earlier jobs may have failed here: not this job's error.
         raise _Redo(f"the database refused a statement: {exc.orig}") from exc
+    except Rerun as exc:
+        raise _Redo(str(exc)) from exc
     except Exception as exc:  # the caller's own error, delivered to it
         savepoint.rollback()
         return False, exc

@@ -40,7 +40,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from controlplane.db.base import Base, UtcDateTime, utcnow
-from controlplane.db.combine import combined
+from controlplane.db.combine import Rerun, combined
 from controlplane.db.pipeline import Write, defer, deferrable, execute_writes, fetch
 from controlplane.vocabulary import ConflictError, InvalidInputError
 
@@ -125,6 +125,11 @@ def claim(session: Session, actor: str, key: str, digest: str) -> StoredResponse
             code="idempotency.key_reused",
         )
     if row.status_code is None:
+        if combined(session):
+            # Claimed by an earlier call of this same group commit (SQLite:
+            # PostgreSQL's deferred claim fails instead): run the calls one by
+            # one, and this one then replays that call's answer.
+            raise Rerun(f"Idempotency-Key {key!r} claimed earlier in the batch")
         # Only reachable if the first call is still running on SQLite without
         # the write lock, which BEGIN IMMEDIATE rules out; say so plainly.
         raise ConflictError(

@@ -13,9 +13,13 @@ by one:
   other statement, and the commit, first flush the queue (engine events
   installed by `install`), so a read never misses a deferred write;
 - a rollback drops the queue with the transaction;
-- `carry_read` registers a read (the audit head lock) to send right after the
-  next `fetch(..., carry=True)` statement (the quota rows' lock), so the lock
-  order holds without a round trip of its own; `carried` hands over its rows;
+- `carry_read` registers a read to send right after the next fetch of its
+  group: the audit head lock after the quota rows' lock (`fetch(...,
+  carry="locks")`), so the lock order holds without a round trip of its own;
+  the chains a batch of filings will look up, with the first lookup
+  (`carry="locate"`); `carried` hands over its rows;
+- a SAVEPOINT released before anything after it was sent costs nothing: the
+  pair is dropped from the queue (nobody can roll back to it any more);
 - `execute_writes(..., commit=True)` ends the transaction in the same round
   trip as the last writes.
 
@@ -50,6 +54,9 @@ _QUEUE = "yunguan.deferred_writes"  # in the pooled connection's info
 _READS = "yunguan.carried_reads"  # registered, not sent yet
 _CARRIED = "yunguan.carried_rows"  # sent: their rows
 _MEMO = "yunguan.transaction_memo"  # see `remember`
+_CONNECTION = "yunguan.connection"  # in Session.info: see `_connection`
+LOCKS = "locks"  # the carry group of reads sent with the grant rows' lock
+LOOKUPS = "lookups"  # the carry group of reads sent with the first lookup of a batch
 _INSTALLED: weakref.WeakSet[Engine] = weakref.WeakSet()  # engines whose events flush
 
 
@@ -74,9 +81,26 @@ def _driver(conn: Connection) -> Any | None:
     return conn.connection.driver_connection
 
 
+def _connection(session: Session) -> Connection:
+    """`session.connection()`, remembered for the session's current transaction:
+    this module asks for it several times per statement, and SQLAlchemy's
+    answer costs more than most of what it is asked for."""
+    # The innermost transaction: a nested one (begin_nested) emits its
+    # SAVEPOINT only when its connection is first asked for.
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    if transaction is not None:
+        known = session.info.get(_CONNECTION)
+        if known is not None and known[0] is transaction:
+            return known[1]  # type: ignore[no-any-return]
+    conn = session.connection()
+    current = session.get_nested_transaction() or session.get_transaction()
+    session.info[_CONNECTION] = (current, conn)
+    return conn
+
+
 def deferrable(session: Session) -> bool:
     """True where `defer` queues (PostgreSQL with `install`ed events)."""
-    return _deferrable(session.connection())
+    return _deferrable(_connection(session))
 
 
 def _deferrable(conn: Connection) -> bool:
@@ -91,7 +115,7 @@ def _queue(conn: Connection) -> list[Write]:
 
 
 def defer(session: Session, write: Write) -> None:
-    conn = session.connection()
+    conn = _connection(session)
     if not _deferrable(conn):
         _pipeline(conn, (write,), None)
         return
@@ -128,7 +152,7 @@ def _pipeline(
     writes: Sequence[Write],
     query: tuple[str, Any] | None,
     *,
-    carry: bool = False,
+    carry: str | None = None,
     commit: bool = False,
 ) -> Any:
     driver = _driver(conn)
@@ -140,9 +164,9 @@ def _pipeline(
         return None
     info = conn.connection.info
     queue = _queue(conn)
-    pending = [*queue, *writes]
+    pending = _without_released_savepoints([*queue, *writes])
     queue.clear()
-    reads: dict[str, tuple[str, Any]] = info.pop(_READS, {}) if carry else {}
+    reads = _take_reads(info, carry) if carry is not None else {}
     if not pending and query is None and not commit:
         return None
     label = query[0] if query is not None else pending[0].pg_sql if pending else "COMMIT"
@@ -161,7 +185,7 @@ def _pipeline(
         if query is not None:
             reader = driver.cursor(row_factory=namedtuple_row)
             reader.execute(query[0], query[1])
-        for key, (sql, params) in reads.items():  # after the query: see `carry_read`
+        for key, (_group, sql, params) in reads.items():  # after the query: see `carry_read`
             readers[key] = driver.cursor(row_factory=namedtuple_row)
             readers[key].execute(sql, params)
         if commit:
@@ -181,35 +205,63 @@ def execute_writes(session: Session, writes: Sequence[Write], *, commit: bool = 
     then has nothing left to do. SQLite leaves the commit to the caller."""
     if commit:
         session.flush()  # ORM changes first, or they would land after the COMMIT
-    _pipeline(session.connection(), writes, None, commit=commit)
+    _pipeline(_connection(session), writes, None, commit=commit)
 
 
-def fetch(session: Session, sql: str, params: Any, *, carry: bool = False) -> list[Any]:
+def fetch(session: Session, sql: str, params: Any, *, carry: str | None = None) -> list[Any]:
     """PostgreSQL only: the queued writes, then `sql`, in one round trip; its
-    rows. `carry`: the reads registered with `carry_read` go too, after `sql`."""
-    rows = _pipeline(session.connection(), (), (sql, params), carry=carry)
+    rows. `carry`: the reads registered with `carry_read` in that group go
+    too, after `sql`."""
+    rows = _pipeline(_connection(session), (), (sql, params), carry=carry)
     if rows is None:
         raise RuntimeError("fetch() is for PostgreSQL connections")
     return list(rows)
 
 
-def carry_read(session: Session, key: str, sql: str, params: Any) -> bool:
-    """PostgreSQL: send `sql` right after the next `fetch(..., carry=True)`
+def carry_read(session: Session, key: str, sql: str, params: Any, *, group: str) -> bool:
+    """PostgreSQL: send `sql` right after the next `fetch(..., carry=group)`
     statement, in its round trip, and keep its rows for `carried(key)`.
 
     For a lock that must be taken after another one (the audit head after the
     quota rows: the global lock order) without a round trip of its own.
     False where there is nothing to gain (SQLite)."""
-    conn = session.connection()
+    conn = _connection(session)
     if not _deferrable(conn):
         return False
-    conn.connection.info.setdefault(_READS, {})[key] = (sql, params)
+    conn.connection.info.setdefault(_READS, {})[key] = (group, sql, params)
     return True
+
+
+def _take_reads(info: dict[Any, Any], group: str) -> dict[str, tuple[str, str, Any]]:
+    registered: dict[str, tuple[str, str, Any]] = info.get(_READS, {})
+    mine = {k: v for k, v in registered.items() if v[0] == group}
+    for key in mine:
+        del registered[key]
+    return mine
+
+
+def _without_released_savepoints(pending: list[Write]) -> list[Write]:
+    """Drops each SAVEPOINT whose RELEASE is in the same batch of writes, and
+    that RELEASE: everything between them is sent together, and once released
+    the savepoint can no longer be rolled back to, so it changes nothing."""
+    opened: dict[str, int] = {}
+    dropped: set[int] = set()
+    for i, write in enumerate(pending):
+        sql = write.pg_sql
+        if sql.startswith("SAVEPOINT "):
+            opened[sql[len("SAVEPOINT ") :]] = i
+        elif sql.startswith("RELEASE SAVEPOINT "):
+            start = opened.pop(sql[len("RELEASE SAVEPOINT ") :], None)
+            if start is not None:
+                dropped.update((start, i))
+    if not dropped:
+        return pending
+    return [w for i, w in enumerate(pending) if i not in dropped]
 
 
 def carried(session: Session, key: str) -> list[Any] | None:
     """The rows of a carried read, or None when it was not sent (it never will be)."""
-    info = session.connection().connection.info
+    info = _connection(session).connection.info
     info.get(_READS, {}).pop(key, None)
     rows: list[Any] | None = info.get(_CARRIED, {}).pop(key, None)
     return rows
@@ -221,19 +273,19 @@ def remember(session: Session, key: str, value: Any) -> None:
     later in the same transaction, instead of reading the row again. Dropped
     at commit, at any rollback, and at a rollback to any savepoint (the value
     may have been written in the part undone)."""
-    conn = session.connection()
+    conn = _connection(session)
     if _deferrable(conn):
         conn.connection.info.setdefault(_MEMO, {})[key] = value
 
 
 def recall(session: Session, key: str) -> Any | None:
-    return session.connection().connection.info.get(_MEMO, {}).get(key)
+    return _connection(session).connection.info.get(_MEMO, {}).get(key)
 
 
 def rollback_to(session: Session, savepoint: str) -> None:
     """ROLLBACK TO a savepoint set with a deferred `SAVEPOINT` write, dropping
     whatever was deferred since (it belongs to the part undone)."""
-    conn = session.connection()
+    conn = _connection(session)
     queue = _queue(conn)
     marker = f"SAVEPOINT {savepoint}"
     unsent = next((i for i, w in enumerate(queue) if w.pg_sql == marker), None)

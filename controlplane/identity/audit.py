@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, cast
@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from controlplane.db.base import utcnow
 from controlplane.db.identity_tables import AuditEntry, AuditHead
 from controlplane.db.pipeline import (
+    LOCKS,
     Write,
     carried,
     carry_read,
@@ -78,27 +79,24 @@ def redact(value: Any) -> Any:
     return value
 
 
-def _canonical(entry: AuditEntry) -> bytes:
-    body = {
-        "seq": entry.seq,
-        "at": entry.at.isoformat(timespec="microseconds"),
-        "actor": entry.actor,
-        "roles": entry.roles,
-        "scope_path": entry.scope_path,
-        "action": entry.action,
-        "object_type": entry.object_type,
-        "object_id": entry.object_id,
-        "before": entry.before,
-        "after": entry.after,
-        "request_id": entry.request_id,
-        "source": entry.source,
-        "prev_hash": entry.prev_hash,
-    }
+_HASHED = (
+    "seq", "at", "actor", "roles", "scope_path", "action", "object_type", "object_id",
+    "before", "after", "request_id", "source", "prev_hash",
+)  # fmt: skip
+
+
+def _canonical(fields: Mapping[str, Any]) -> bytes:
+    body = {name: fields[name] for name in _HASHED}
+    body["at"] = fields["at"].isoformat(timespec="microseconds")
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def entry_hash(entry: AuditEntry) -> str:
-    return hashlib.sha256(_canonical(entry)).hexdigest()
+    return _hash({name: getattr(entry, name) for name in _HASHED})
+
+
+def _hash(fields: Mapping[str, Any]) -> str:
+    return hashlib.sha256(_canonical(fields)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -163,7 +161,7 @@ def lock_head_next(session: Session) -> None:
     head right after them, in their round trip (PostgreSQL; see
     controlplane.db.pipeline.carry_read). The global order — the head last —
     is kept; the head is not held any longer than its own lock would be."""
-    carry_read(session, _HEAD_KEY, _PG_LOCK_HEAD, None)
+    carry_read(session, _HEAD_KEY, _PG_LOCK_HEAD, None, group=LOCKS)
 
 
 def record_many(
@@ -174,12 +172,14 @@ def record_many(
     then: Sequence[Write] = (),
     commit: bool = False,
     defer: bool = False,
+    returning: bool = True,
 ) -> list[AuditEntry]:
     """Appends entries in order: one head lock, then the entries, the head
     update and the caller's `then` writes together (controlplane.db.pipeline),
     and with `commit` the COMMIT in that same round trip (PostgreSQL); with
     `defer` they go with the transaction's next statement instead.
-    Returns the entries written (not attached to the session)."""
+    Returns the entries written (not attached to the session; none when not
+    `returning`)."""
     send = _defer_all if defer else execute_writes
     if not entries:
         send(session, then, commit=commit)
@@ -191,30 +191,30 @@ def record_many(
         head = conn.execute(_LOCK_HEAD).first()
     if head is None:
         raise RuntimeError("audit_head row missing: run `yunguan db upgrade`")
-    written = []
+    # Plain dicts, not AuditEntry objects: ORM instrumentation cost more than
+    # the hashing, and this runs while the audit head is locked.
+    rows: list[dict[str, Any]] = []
     seq, prev = head.last_seq, head.last_hash
     at = utcnow()  # microseconds: both backends store them exactly, so hashes round-trip
     for e in entries:
         seq += 1
-        entry = AuditEntry(
-            seq=seq,
-            at=at,
-            actor=ctx.actor,
-            roles=ctx.roles,
-            scope_path=e.scope_path,
-            action=e.action,
-            object_type=e.object_type,
-            object_id=e.object_id,
-            before=redact(e.before) if e.before is not None else None,
-            after=redact(e.after) if e.after is not None else None,
-            request_id=ctx.request_id,
-            source=ctx.source,
-            prev_hash=prev,
-        )
-        entry.hash = entry_hash(entry)
-        prev = entry.hash
-        written.append(entry)
-    rows = [{c: getattr(e, c) for c in _COLUMNS} for e in written]
+        row = {
+            "seq": seq,
+            "at": at,
+            "actor": ctx.actor,
+            "roles": ctx.roles,
+            "scope_path": e.scope_path,
+            "action": e.action,
+            "object_type": e.object_type,
+            "object_id": e.object_id,
+            "before": redact(e.before) if e.before is not None else None,
+            "after": redact(e.after) if e.after is not None else None,
+            "request_id": ctx.request_id,
+            "source": ctx.source,
+            "prev_hash": prev,
+        }
+        row["hash"] = prev = _hash(row)
+        rows.append(row)
     writes = [
         Write(
             _INSERT,
@@ -240,6 +240,7 @@ def record_many(
         *then,
     ]
     send(session, writes, commit=commit)
+    written = [AuditEntry(**row) for row in rows] if returning else []
     if not commit:
         # This transaction holds the head locked until it ends: its later
         # entries (the other calls of a group commit) need not read it again.

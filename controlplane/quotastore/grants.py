@@ -265,7 +265,9 @@ class GrantRows:
                 params[f"c{i}"], params[f"n{i}"] = cls, node_id
             # Deferred writes (the outbox row) travel with the lock, and a read
             # carried for after it (the audit head: audit.lock_head_next).
-            for row in pipeline.fetch(self._s, _pg_lock(len(todo)), params, carry=True):
+            for row in pipeline.fetch(
+                self._s, _pg_lock(len(todo)), params, carry=pipeline.LOCKS
+            ):
                 locked.put(cloud.id, row)
             pipeline.remember(self._s, _LOCKED, locked)
         found = (locked.rows.get(k) for k in mine)

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from controlplane.db import pipeline
+from controlplane.db.ids import IdBlocks
 from controlplane.db.quota_tables import QuotaAutoApproval, QuotaRequestRow, QuotaReservationRow
 from controlplane.db.tables import Cloud, OrgNode
 from controlplane.quotastore.grants import pg_compiled
@@ -60,6 +61,15 @@ _AUTO_APPROVAL = select(QuotaAutoApproval.limits).where(
 def _pg_add_request(dialect: Dialect, columns: tuple[str, ...]) -> str:
     """_ADD_REQUEST as driver SQL for these columns (add_request's fast path)."""
     return str(_ADD_REQUEST.compile(dialect=dialect, column_keys=list(columns)))
+
+
+@functools.cache
+def _pg_insert_request(dialect: Dialect, columns: tuple[str, ...]) -> str:
+    """The request row's INSERT with its id given (add_request's deferred path)."""
+    return str(QT.insert().compile(dialect=dialect, column_keys=list(columns)))
+
+
+_REQUEST_IDS = IdBlocks("quota_requests")
 
 
 def _node(row: Any) -> NodeRef:
@@ -110,7 +120,15 @@ class Records:
             "created_at": now,
             "updated_at": now,
         }
-        if self._s.get_bind().dialect.name == "postgresql":
+        taken = _REQUEST_IDS.take(self._s)
+        if taken is not None:
+            # PostgreSQL: the id is known, so the INSERT is deferred and goes
+            # with the transaction's next statement (controlplane.db.ids).
+            rid = taken
+            pg = {**values, "id": rid, "items": Json(values["items"])}
+            sql = _pg_insert_request(self._s.get_bind().dialect, tuple(pg))
+            pipeline.defer(self._s, pipeline.Write(None, {}, sql, [pg]))
+        elif self._s.get_bind().dialect.name == "postgresql":
             # Straight to psycopg, with any deferred writes (controlplane.db.pipeline).
             pg = {**values, "items": Json(values["items"])}
             sql = _pg_add_request(self._s.get_bind().dialect, tuple(values))

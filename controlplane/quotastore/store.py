@@ -120,6 +120,10 @@ def _cloud(row: Any) -> CloudRef:
     )
 
 
+def _located_key(cloud_code: str, node_code: str) -> str:
+    return f"locate:{cloud_code}:{node_code}"
+
+
 class SqlQuotaStore(GrantRows, Records, Usage):
     """One per transaction: it remembers what `locate` read (the chain, the
     cloud, the chain's auto-approval policies) for the rest of it, so the
@@ -165,9 +169,10 @@ class SqlQuotaStore(GrantRows, Records, Usage):
             cloud, chain = self._located[key]
             return cloud, list(chain)
         if self._on_postgresql():  # the fast path, as for the locks (see grants.py)
-            sql, defaults = pg_compiled(_LOCATE, self._s.get_bind().dialect)
-            params = {**defaults, "code": node_code, "cloud_code": cloud_code}
-            rows = pipeline.fetch(self._s, sql, params)
+            rows = pipeline.carried(self._s, _located_key(cloud_code, node_code))
+            if rows is None:
+                sql, params = self._pg_locate(cloud_code, node_code)
+                rows = pipeline.fetch(self._s, sql, params, carry=pipeline.LOOKUPS)
         else:
             rows = self._rows(_LOCATE, code=node_code, cloud_code=cloud_code)
         if not rows or rows[0].cloud_id is None:  # rows[0] is the root
@@ -193,6 +198,20 @@ class SqlQuotaStore(GrantRows, Records, Usage):
             self._policies[r.id] = r.auto_approval
         self._located[key] = (cloud, chain)
         return cloud, list(chain)
+
+    def expect_locate(self, cloud_code: str, node_code: str) -> None:
+        """A hint: `locate(cloud_code, node_code)` comes soon in this transaction.
+        On PostgreSQL the lookup is sent with the transaction's next lookup
+        (a group commit announces all of its filings' lookups first: one round
+        trip for all of them instead of one each)."""
+        if self._on_postgresql():
+            sql, params = self._pg_locate(cloud_code, node_code)
+            key = _located_key(cloud_code, node_code)
+            pipeline.carry_read(self._s, key, sql, params, group=pipeline.LOOKUPS)
+
+    def _pg_locate(self, cloud_code: str, node_code: str) -> tuple[str, dict[str, Any]]:
+        sql, defaults = pg_compiled(_LOCATE, self._s.get_bind().dialect)
+        return sql, {**defaults, "code": node_code, "cloud_code": cloud_code}
 
     # -- the outbox -------------------------------------------------------
     def emit(
