@@ -84,6 +84,10 @@ async def authenticate(request: Request, container: Container) -> Principal:
     One lookup per bearer at a time: when a busy client's cached entry expires,
     the requests it has in flight wait for the first one's lookup instead of
     each running their own (a herd of identical queries and last-used stamps).
+    And an entry past half its life is refreshed in the background while it
+    still answers, so the entries of busy clients — all filled at the same
+    moment after a restart — do not expire together and stall a burst of
+    requests behind their lookups every `ttl` seconds.
     """
     token = _bearer(request)
     cache = container.principals
@@ -92,10 +96,14 @@ async def authenticate(request: Request, container: Container) -> Principal:
     while True:
         cached = cache.get(key, utcnow())
         if cached is not None:
+            if key not in inflight and cache.due(key):
+                refresh = asyncio.create_task(_refresh(request, container, token, key))
+                _REFRESHING.add(refresh)  # a reference, or the task may be collected
+                refresh.add_done_callback(_REFRESHING.discard)
             return cached
         pending = inflight.get(key)
         if pending is None:
-            break
+            return await _lead(request, container, token, key)
         try:
             return await asyncio.shield(pending)
         except asyncio.CancelledError:
@@ -103,6 +111,23 @@ async def authenticate(request: Request, container: Container) -> Principal:
             if task is not None and task.cancelling():
                 raise
             # The lookup we waited for was cancelled, not us: look again.
+
+
+_REFRESHING: set[asyncio.Task[None]] = set()
+
+
+async def _refresh(request: Request, container: Container, token: str, key: str) -> None:
+    try:
+        await _lead(request, container, token, key)
+    except UnauthenticatedError:
+        container.principals.drop(key)  # revoked meanwhile: the next request hears 401
+    except Exception:  # a database hiccup: the entry answers until it expires
+        log.warning("background refresh of a principal failed", exc_info=True)
+
+
+async def _lead(request: Request, container: Container, token: str, key: str) -> Principal:
+    """The lookup the others wait for (see `authenticate`)."""
+    inflight: dict[str, asyncio.Future[Principal]] = request.app.state.auth_inflight
     future: asyncio.Future[Principal] = asyncio.get_running_loop().create_future()
     inflight[key] = future
     try:
@@ -118,7 +143,7 @@ async def authenticate(request: Request, container: Container) -> Principal:
         future.set_result(principal)
     finally:
         del inflight[key]
-    cache.put(key, principal, principal.expires_at)
+    container.principals.put(key, principal, principal.expires_at)
     return principal
 
 

@@ -100,15 +100,19 @@ class _Job(Generic[T]):
     ) -> None:
         self.prepare, self.finish, self.hint = prepare, finish, hint
         self.loop, self.future = loop, future
-        self._done = threading.Event()
+        # Only a waiting thread needs an Event (a coroutine awaits `future`).
+        self._done = threading.Event() if loop is None else None
         self._value: T | None = None
         self._error: BaseException | None = None
 
     def settle(self, value: T | None, error: BaseException | None) -> None:
         self._value, self._error = value, error
-        self._done.set()
+        if self._done is not None:
+            self._done.set()
 
     def result(self) -> T:
+        if self._done is None:
+            raise RuntimeError("a coroutine's job: await its future")
         self._done.wait()
         if self._error is not None:
             raise self._error

@@ -9,7 +9,8 @@ out ids from a block of `size` values fetched with one `nextval` query — the
 same trade as a sequence declared with `CACHE size`: ids stay unique and
 increase within one process, but the processes' blocks interleave, so across
 API processes a higher id is not always a later row, and a block a process
-does not use up leaves a gap.
+does not use up leaves a gap. Blocks start at one id and double up to `size`
+with use, so a process that files one request (the CLI) leaves no gap.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ class IdBlocks:
             "SELECT nextval(pg_get_serial_sequence(%(table)s, %(column)s)) AS id "
             "FROM generate_series(1, %(size)s)"
         )
-        self._params = {"table": table, "column": column, "size": size}
+        self._target = {"table": table, "column": column}
+        self._max = size
         self._lock = threading.Lock()
         self._free: weakref.WeakKeyDictionary[Engine, deque[int]] = weakref.WeakKeyDictionary()
+        self._next: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
 
     def take(self, session: Session) -> int | None:
         """The next id, or None where inserts are not deferred (SQLite): the
@@ -46,10 +49,16 @@ class IdBlocks:
             free = self._free.setdefault(engine, deque())
             if free:
                 return free.popleft()
+            size = self._next.get(engine, 1)
+            self._next[engine] = min(self._max, size * 2)
         # Sequences are not transactional: the block stays taken even if this
         # transaction rolls back, and no lock is held while it is fetched.
-        block: list[int] = [row.id for row in pipeline.fetch(session, self._sql, self._params)]
+        params = {**self._target, "size": size}
+        block: list[int] = [row.id for row in pipeline.fetch(session, self._sql, params)]
         with self._lock:
+            # Another thread may have refilled meanwhile: keep the ids in order.
             free = self._free.setdefault(engine, deque())
-            free.extend(block[1:])
-        return block[0]
+            merged = sorted([*free, *block])
+            free.clear()
+            free.extend(merged[1:])
+            return merged[0]

@@ -130,12 +130,28 @@ def defer(session: Session, write: Write) -> None:
     queue.append(write)
 
 
+_ENCODED: dict[str, bytes] = {}
+
+
+def _encoded(sql: str) -> bytes:
+    """The statement as bytes, the same object every time. Given a str, psycopg
+    encodes it on every execution and hashes the new bytes to find its cached
+    conversion to `$n` placeholders — for a long statement more CPU than
+    sending it; a bytes object keeps its hash."""
+    found = _ENCODED.get(sql)
+    if found is None:
+        if len(_ENCODED) >= 4096:  # bounded: statements are built from a few shapes
+            _ENCODED.clear()
+        found = _ENCODED[sql] = sql.encode()
+    return found
+
+
 def _send(cur: Any, writes: Sequence[Write]) -> None:
     for w in writes:
         if len(w.pg_params) == 1:
-            cur.execute(w.pg_sql, w.pg_params[0])
+            cur.execute(_encoded(w.pg_sql), w.pg_params[0])
         else:
-            cur.executemany(w.pg_sql, w.pg_params)
+            cur.executemany(_encoded(w.pg_sql), w.pg_params)
 
 
 @contextmanager
@@ -176,7 +192,8 @@ def _pipeline(
         # transaction goes through the pipeline: BEGIN travels with it there,
         # instead of costing a round trip of its own.)
         with _translated(label):
-            return driver.cursor(row_factory=namedtuple_row).execute(*query).fetchall()
+            reader = driver.cursor(row_factory=namedtuple_row)
+            return reader.execute(_encoded(query[0]), query[1]).fetchall()
     readers: dict[str, Any] = {}
     with _translated(label), driver.pipeline():
         with driver.cursor() as cur:
@@ -184,12 +201,15 @@ def _pipeline(
         reader = None
         if query is not None:
             reader = driver.cursor(row_factory=namedtuple_row)
-            reader.execute(query[0], query[1])
+            reader.execute(_encoded(query[0]), query[1])
         for key, (_group, sql, params) in reads.items():  # after the query: see `carry_read`
             readers[key] = driver.cursor(row_factory=namedtuple_row)
-            readers[key].execute(sql, params)
+            readers[key].execute(_encoded(sql), params)
         if commit:
             driver.commit()
+    if commit:  # the transaction ended here: what it registered or knew ends with it
+        for key in (_READS, _MEMO):
+            info.pop(key, None)
     # The pipeline has synced on leaving the block: the rows are here.
     with _translated(label):
         if readers:

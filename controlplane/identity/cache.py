@@ -5,7 +5,9 @@ every request. For `ttl` seconds after a successful lookup the same bearer is
 answered from memory — keyed by a digest, never the token itself. The price,
 documented for operators: a revoked or rebound token keeps its old answer for
 at most `ttl` seconds in each API process (Keystone's token cache makes the
-same trade). `ttl = 0` switches it off.
+same trade). The API refreshes a busy client's entry once it is past half its
+life (`due`), so it rarely expires under use; the bound stays `ttl`. `ttl = 0`
+switches it off.
 """
 
 from __future__ import annotations
@@ -41,6 +43,16 @@ class PrincipalCache:
                 del self._entries[key]
                 return None
             return principal
+
+    def due(self, key: str) -> bool:
+        """True once an entry is past half its life: time to refresh it ahead."""
+        with self._lock:
+            hit = self._entries.get(key)
+        return hit is not None and time.monotonic() > hit[0] - self.ttl / 2
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
 
     def put(self, key: str, principal: Principal, expires_at: datetime | None) -> None:
         if self.ttl <= 0:

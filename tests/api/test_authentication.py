@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from controlplane.db.base import utcnow
 from controlplane.db.identity_tables import ApiToken
 from controlplane.db.uow import UnitOfWork
 from controlplane.identity import tokens
+from controlplane.identity.cache import PrincipalCache
 from tests.api.conftest import World
 from tests.secrets_scan import register_secret
 
@@ -126,3 +128,25 @@ def test_lifetime_bounds(world: World) -> None:
     )
     assert resp.status_code == 422
     assert resp.json()["code"] == "request.invalid"
+
+
+def test_a_cached_principal_is_refreshed_ahead_and_revocation_still_lands(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the principal cache on, a busy client's entry is refreshed in the
+    background once past half its life; a token revoked meanwhile is refused
+    as soon as that refresh has run, within the cache's TTL."""
+    monkeypatch.setattr(world.container, "principals", PrincipalCache(ttl=0.6))
+    issued = world.call("cs-member", "POST", "/v1/me/tokens", json={"name": "busy"}).json()
+    mine = register_secret(issued["token"])
+    me = {"Authorization": f"Bearer {mine}"}
+    assert world.client.get("/v1/me", headers=me).status_code == 200  # cached now
+    assert world.call("cs-member", "DELETE", f"/v1/me/tokens/{issued['id']}").status_code == 204
+    assert world.client.get("/v1/me", headers=me).status_code == 200  # the cache's answer
+    time.sleep(0.35)  # past half the TTL: the next request triggers the refresh
+    assert world.client.get("/v1/me", headers=me).status_code == 200
+    deadline = time.monotonic() + 5
+    while world.client.get("/v1/me", headers=me).status_code == 200:
+        assert time.monotonic() < deadline, "the revoked token was still accepted"
+        time.sleep(0.02)
+    assert_401(world.client.get("/v1/me", headers=me), "auth.revoked")
