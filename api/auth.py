@@ -84,8 +84,8 @@ async def authenticate(request: Request, container: Container) -> Principal:
     One lookup per bearer at a time: when a busy client's cached entry expires,
     the requests it has in flight wait for the first one's lookup instead of
     each running their own (a herd of identical queries and last-used stamps).
-    And an entry past half its life is refreshed in the background while it
-    still answers, so the entries of busy clients — all filled at the same
+    And an entry in the last quarter of its life is refreshed in the background
+    while it still answers, so the entries of busy clients — all filled at the same
     moment after a restart — do not expire together and stall a burst of
     requests behind their lookups every `ttl` seconds.
     """

@@ -66,9 +66,13 @@ class StoredResponse:
     response: Any
 
 
+# Built once: json.dumps with options builds an encoder per call (every POST).
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
 def request_hash(method: str, path: str, body: Any) -> str:
     """A stable digest of what was asked (canonical JSON), to detect key reuse."""
-    canonical = json.dumps([method.upper(), path, body], sort_keys=True, separators=(",", ":"))
+    canonical = _CANONICAL_JSON([method.upper(), path, body])
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -83,20 +83,40 @@ _HASHED = (
     "seq", "at", "actor", "roles", "scope_path", "action", "object_type", "object_id",
     "before", "after", "request_id", "source", "prev_hash",
 )  # fmt: skip
+_SORTED_HASHED = tuple(sorted(_HASHED))
+
+# One encoder, built once: json.dumps with options builds a new one per call,
+# which for the dozen small fields of an entry cost more than encoding them.
+_CANONICAL_JSON = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False
+).encode
+_JSON_FIELDS = ("before", "after")
 
 
-def _canonical(fields: Mapping[str, Any]) -> bytes:
-    body = {name: fields[name] for name in _HASHED}
-    body["at"] = fields["at"].isoformat(timespec="microseconds")
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+def _canonical(fields: Mapping[str, Any], dumped: Mapping[str, str] | None = None) -> bytes:
+    """The bytes an entry's hash covers: its fields as JSON with sorted keys and
+    no spaces. Written out key by key — the same bytes as `_CANONICAL_JSON` of
+    the whole — so that `before`/`after`, already serialised for the database
+    (`dumped`), are not serialised a second time."""
+    parts = []
+    for name in _SORTED_HASHED:
+        if name == "at":
+            text = '"' + fields["at"].isoformat(timespec="microseconds") + '"'
+        elif name in _JSON_FIELDS:
+            value = fields[name]
+            text = "null" if value is None else (dumped or {}).get(name) or _CANONICAL_JSON(value)
+        else:
+            text = _CANONICAL_JSON(fields[name])
+        parts.append(f'"{name}":{text}')
+    return ("{" + ",".join(parts) + "}").encode()
 
 
 def entry_hash(entry: AuditEntry) -> str:
     return _hash({name: getattr(entry, name) for name in _HASHED})
 
 
-def _hash(fields: Mapping[str, Any]) -> str:
-    return hashlib.sha256(_canonical(fields)).hexdigest()
+def _hash(fields: Mapping[str, Any], dumped: Mapping[str, str] | None = None) -> str:
+    return hashlib.sha256(_canonical(fields, dumped)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -153,7 +173,6 @@ def _pg_insert(n: int) -> str:
 _HEAD_KEY = "audit_head"
 _PG_LOCK_HEAD = "SELECT last_seq, last_hash FROM audit_head WHERE id = 1 FOR UPDATE"
 _PG_MOVE_HEAD = "UPDATE audit_head SET last_seq = %s, last_hash = %s WHERE id = 1"
-_JSON_COLUMNS = frozenset({"before", "after"})
 
 
 def lock_head_next(session: Session) -> None:
@@ -194,6 +213,7 @@ def record_many(
     # Plain dicts, not AuditEntry objects: ORM instrumentation cost more than
     # the hashing, and this runs while the audit head is locked.
     rows: list[dict[str, Any]] = []
+    pg_rows: list[list[Any]] = []
     seq, prev = head.last_seq, head.last_hash
     at = utcnow()  # microseconds: both backends store them exactly, so hashes round-trip
     for e in entries:
@@ -213,21 +233,20 @@ def record_many(
             "source": ctx.source,
             "prev_hash": prev,
         }
-        row["hash"] = prev = _hash(row)
+        # before/after serialised once: for the hash and for the database.
+        dumped = {k: _CANONICAL_JSON(row[k]) for k in _JSON_FIELDS if row[k] is not None}
+        row["hash"] = prev = _hash(row, dumped)
         rows.append(row)
-    writes = [
-        Write(
-            _INSERT,
-            rows,
-            _pg_insert(len(rows)),
+        pg_rows.append(
             [
-                [
-                    Json(r[c]) if c in _JSON_COLUMNS and r[c] is not None else r[c]
-                    for r in rows
-                    for c in _COLUMNS
-                ]
-            ],
-        ),
+                Json(row[c], dumps=functools.partial(_given, dumped[c]))
+                if c in dumped
+                else row[c]
+                for c in _COLUMNS
+            ]
+        )
+    writes = [
+        Write(_INSERT, rows, _pg_insert(len(rows)), [[v for r in pg_rows for v in r]]),
         # Only the head's last position matters: a later move in the same
         # queue replaces this one (controlplane.db.pipeline.Write.latest_wins).
         Write(
@@ -246,6 +265,10 @@ def record_many(
         # entries (the other calls of a group commit) need not read it again.
         remember(session, _HEAD_KEY, _Head(seq, prev))
     return written
+
+
+def _given(text: str, _value: Any) -> str:
+    return text
 
 
 class _Head(NamedTuple):

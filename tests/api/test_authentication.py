@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
+from api import auth
 from controlplane.db.base import utcnow
 from controlplane.db.identity_tables import ApiToken
 from controlplane.db.uow import UnitOfWork
@@ -134,17 +135,25 @@ def test_a_cached_principal_is_refreshed_ahead_and_revocation_still_lands(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With the principal cache on, a busy client's entry is refreshed in the
-    background once past half its life; a token revoked meanwhile is refused
+    background in the last quarter of its life; a token revoked meanwhile is refused
     as soon as that refresh has run, within the cache's TTL."""
-    monkeypatch.setattr(world.container, "principals", PrincipalCache(ttl=0.6))
+    monkeypatch.setattr(world.container, "principals", PrincipalCache(ttl=2.0))
+    refreshed: list[str] = []
+    real_refresh = auth._refresh
+
+    async def counting(*args: Any) -> None:
+        refreshed.append("refresh")
+        await real_refresh(*args)
+
+    monkeypatch.setattr(auth, "_refresh", counting)
     issued = world.call("cs-member", "POST", "/v1/me/tokens", json={"name": "busy"}).json()
     mine = register_secret(issued["token"])
     me = {"Authorization": f"Bearer {mine}"}
     assert world.client.get("/v1/me", headers=me).status_code == 200  # cached now
     assert world.call("cs-member", "DELETE", f"/v1/me/tokens/{issued['id']}").status_code == 204
     assert world.client.get("/v1/me", headers=me).status_code == 200  # the cache's answer
-    time.sleep(0.35)  # past half the TTL: the next request triggers the refresh
-    assert world.client.get("/v1/me", headers=me).status_code == 200
+    assert not refreshed  # young entries are not refreshed
+    time.sleep(1.6)  # in the TTL's last quarter: the next request starts the refresh
     deadline = time.monotonic() + 5
     while world.client.get("/v1/me", headers=me).status_code == 200:
         assert time.monotonic() < deadline, "the revoked token was still accepted"

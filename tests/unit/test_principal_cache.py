@@ -36,13 +36,13 @@ def test_ttl_zero_is_off() -> None:
     assert cache.get(cache.key("t"), NOW) is None
 
 
-def test_due_for_refresh_past_half_its_life() -> None:
+def test_due_for_refresh_in_the_last_quarter_of_its_life() -> None:
     cache = PrincipalCache(ttl=0.4)
     key = cache.key("ygt_z")
     assert not cache.due(key)  # nothing cached: nothing to refresh
     cache.put(key, P, None)
     assert not cache.due(key)
-    time.sleep(0.25)  # past half the TTL, still answering
+    time.sleep(0.32)  # in the last quarter of the TTL, still answering
     assert cache.due(key) and cache.get(key, NOW) is P
     cache.put(key, P, None)  # the refresh's answer starts a new life
     assert not cache.due(key)
