@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane.db import pipeline
@@ -52,13 +54,44 @@ def make_engine(url: str, *, echo: bool = False, pool: PoolSettings | None = Non
     engine = create_engine(
         url,
         echo=echo,
-        pool_pre_ping=True,
         pool_size=pool.size,
         max_overflow=pool.max_overflow,
         pool_timeout=pool.timeout_s,
     )
+    _ping_when_idle(engine)
     pipeline.install(engine)  # deferred writes (controlplane.db.pipeline)
     return engine
+
+
+IDLE_PING_S = 5.0
+_CHECKED_IN = "yunguan.checked_in"
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """SQLAlchemy's `pool_pre_ping`, but only for a connection that sat idle in
+    the pool for `IDLE_PING_S` or more: that is when a server restart or a
+    firewall's idle timeout can have killed it unseen. A connection back from
+    use moments ago is known to work, and a ping per checkout was a round
+    trip (and its CPU) before every transaction. A dead connection found here
+    is replaced transparently (DisconnectionError makes the pool reconnect);
+    one that dies in the few seconds between uses fails its transaction once,
+    as with any connection that breaks mid-use."""
+
+    @event.listens_for(engine, "checkin")
+    def _stamp(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_CHECKED_IN] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        last = record.info.get(_CHECKED_IN)
+        if last is not None and time.monotonic() - last < IDLE_PING_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            if engine.dialect.is_disconnect(exc, dbapi_conn, None):
+                raise DisconnectionError(str(exc)) from exc
+            raise
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -14,6 +14,8 @@ from types import TracebackType
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from controlplane.db import pipeline
+
 
 class UnitOfWork:
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
@@ -44,6 +46,8 @@ class UnitOfWork:
             self._session = None
 
     def commit(self) -> None:
+        # PostgreSQL: deferred writes go with the COMMIT (one round trip).
+        pipeline.commit_pending(self.session)
         self.session.commit()
 
     def rollback(self) -> None:
