@@ -15,7 +15,7 @@ from api.auth import Access
 from api.deps import get_container
 from controlplane.bootstrap import Container
 from controlplane.db import idempotency
-from controlplane.db.combine import Done, combined
+from controlplane.db.combine import Done
 from controlplane.db.pipeline import Write
 from controlplane.db.retry import run_in_transaction
 from controlplane.identity import audit
@@ -51,28 +51,15 @@ def expected_generation(if_match: str | None) -> int | None:
 
 
 def record(
-    session: Session,
-    access: Access,
-    changes: Sequence[Change],
-    *,
-    then: Sequence[Write] = (),
-    commit: bool = False,
-    defer: bool = False,
+    session: Session, access: Access, changes: Sequence[Change], *, then: Sequence[Write] = ()
 ) -> None:
-    """All of a call's changes under one audit head lock; `then` (and with
-    `commit` the COMMIT) go with them, or with `defer` with the next statement."""
-    audit.record_many(
-        session,
-        access.audit,
-        [
-            audit.Entry(c.action, c.object_type, c.object_id, c.scope_path, c.before, c.after)
-            for c in changes
-        ],
-        then=then,
-        commit=commit,
-        defer=defer,
-        returning=False,
-    )
+    """All of a call's changes under one audit head lock; `then` goes with them
+    (all deferred: on PostgreSQL they travel with the COMMIT)."""
+    entries = [
+        audit.Entry(c.action, c.object_type, c.object_id, c.scope_path, c.before, c.after)
+        for c in changes
+    ]
+    audit.record_many(session, access.audit, entries, then=then, returning=False)
 
 
 Outcome = tuple[int, Any, Sequence[Change], int | None]  # status, body, changes, ETag generation
@@ -91,10 +78,10 @@ async def mutate(
     changes, store the answer. A retried POST replays the first answer; a lost
     race is retried server-side (run_in_transaction)."""
 
-    def whole(store: SqlQuotaStore, session: Session, _prepared: None) -> Outcome:
+    def one_step(store: SqlQuotaStore, session: Session, _prepared: None) -> Outcome:
         return work(store, session)
 
-    return await mutate_staged(container, request, access, key, body, None, whole)
+    return await mutate_staged(container, request, access, key, body, None, one_step)
 
 
 async def mutate_staged(
@@ -132,8 +119,7 @@ async def mutate_staged(
         store, prepared = state
         status, payload, changes, generation = work(store, session, prepared)
         answer = [idempotency.completion(actor, key, status, payload)] if key is not None else []
-        batched = combined(session)
-        record(session, access, changes, then=answer, commit=not batched, defer=batched)
+        record(session, access, changes, then=answer)
         return status, payload, generation
 
     def whole(session: Session) -> Answer:
@@ -149,10 +135,16 @@ async def mutate_staged(
     elif prepare is None:
         answer = await combiner.submit(whole)
     else:
-        announce = None
-        if hint is not None:
-            announce = lambda session: hint(SqlQuotaStore(session))  # noqa: E731
-        answer = await combiner.submit_staged(first, second, hint=announce)
+        answer = await combiner.submit_staged(
+            first, second, hint=None if hint is None else _on_store(hint)
+        )
     status, payload, generation = answer
     headers = {"ETag": etag(generation)} if generation is not None else {}
     return JSONResponse(payload, status_code=status, headers=headers)
+
+
+def _on_store(hint: Callable[[SqlQuotaStore], None]) -> Callable[[Session], None]:
+    def announce(session: Session) -> None:
+        hint(SqlQuotaStore(session))
+
+    return announce

@@ -44,7 +44,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -278,14 +278,8 @@ class Combiner:
                     continue
                 ok, value = _step(session, f"yg_job_{i}", job.finish, (state,))
                 outcomes.append((job, value, None) if ok else (job, None, value))
-            # The writes still deferred and the COMMIT, in one round trip.
-            try:
-                pipeline.execute_writes(session, (), commit=True)
-            except DBAPIError as exc:
-                if is_lost_race(exc):
-                    raise
-                raise _Redo(f"the database refused a statement: {exc.orig}") from exc
-            uow.commit()
+            with _pinned_on_the_batch():
+                uow.commit()  # with the writes still deferred, in one round trip
         return outcomes
 
     def _alone(self, job: _Job[Any]) -> Outcome:
@@ -311,13 +305,26 @@ def _answer(job: _Job[T], session: Session, state: Any) -> T:
     return job.finish(session, state)
 
 
-def _second_stage(session: Session, job: _Job[T], state: Any) -> T:
+@contextlib.contextmanager
+def _pinned_on_the_batch() -> Iterator[None]:
+    """A statement the database refused for another reason than a lost race,
+    in a batch: deferred writes of earlier jobs travel with later jobs'
+    statements, so the error cannot be pinned on one job — re-run them alone.
+    (A lost race goes up as it is: the whole batch is retried.)"""
     try:
-        return job.finish(session, state)
+        yield
     except DBAPIError as exc:
         if is_lost_race(exc):
             raise
         raise _Redo(f"the database refused a statement: {exc.orig}") from exc
+
+
+def _second_stage(session: Session, job: _Job[T], state: Any) -> T:
+    try:
+        with _pinned_on_the_batch():
+            return job.finish(session, state)
+    except _Redo:
+        raise
     except Exception as exc:
         raise _Redo(f"a second stage failed: {type(exc).__name__}") from exc
 
@@ -336,13 +343,11 @@ def _step(
     the error it raised, after rolling back to the savepoint)."""
     savepoint = _Savepoint(session, name)
     try:
-        value = fn(session, *args)
-        savepoint.release()
-    except DBAPIError as exc:
-        if is_lost_race(exc):
-            raise  # the whole batch rolls back and is retried
-        # Deferred writes of earlier jobs may have failed here: not this job's error.
-        raise _Redo(f"the database refused a statement: {exc.orig}") from exc
+        with _pinned_on_the_batch():
+            value = fn(session, *args)
+            savepoint.release()
+    except _Redo:
+        raise
     except Rerun as exc:
         raise _Redo(str(exc)) from exc
     except Exception as exc:  # the caller's own error, delivered to it
@@ -360,9 +365,8 @@ class _Savepoint:
     def __init__(self, session: Session, name: str) -> None:
         self._session = session
         self._name = name
-        self._raw = pipeline.deferrable(session)
         self._nested = None
-        if self._raw:
+        if pipeline.deferrable(session):
             pipeline.defer(session, pipeline.Write(None, {}, f"SAVEPOINT {name}", [()]))
         else:
             self._nested = session.begin_nested()

@@ -15,13 +15,14 @@ by one:
 - a rollback drops the queue with the transaction;
 - `carry_read` registers a read to send right after the next fetch of its
   group: the audit head lock after the quota rows' lock (`fetch(...,
-  carry="locks")`), so the lock order holds without a round trip of its own;
+  carry=LOCKS)`), so the lock order holds without a round trip of its own;
   the chains a batch of filings will look up, with the first lookup
-  (`carry="locate"`); `carried` hands over its rows;
+  (`carry=LOOKUPS`); `carried` hands over its rows;
 - a SAVEPOINT released before anything after it was sent costs nothing: the
   pair is dropped from the queue (nobody can roll back to it any more);
-- `execute_writes(..., commit=True)` ends the transaction in the same round
-  trip as the last writes.
+- `execute_writes(..., commit=True)`, and so `UnitOfWork.commit`
+  (`commit_pending`), ends the transaction in the same round trip as the
+  last writes.
 
 With all of it, an admission holds its locks for two round trips: the locks
 (with the audit head), then every write and the COMMIT.
@@ -54,6 +55,7 @@ _QUEUE = "yunguan.deferred_writes"  # in the pooled connection's info
 _READS = "yunguan.carried_reads"  # registered, not sent yet
 _CARRIED = "yunguan.carried_rows"  # sent: their rows
 _MEMO = "yunguan.transaction_memo"  # see `remember`
+_TRANSACTION = (_READS, _CARRIED, _MEMO)  # what ends with the transaction
 _CONNECTION = "yunguan.connection"  # in Session.info: see `_connection`
 LOCKS = "locks"  # the carry group of reads sent with the grant rows' lock
 LOOKUPS = "lookups"  # the carry group of reads sent with the first lookup of a batch
@@ -207,9 +209,8 @@ def _pipeline(
             readers[key].execute(_encoded(sql), params)
         if commit:
             driver.commit()
-    if commit:  # the transaction ended here: what it registered or knew ends with it
-        for key in (_READS, _MEMO):
-            info.pop(key, None)
+    if commit:  # the transaction ended here
+        _end(info)
     # The pipeline has synced on leaving the block: the rows are here.
     with _translated(label):
         if readers:
@@ -325,8 +326,7 @@ def rollback_to(session: Session, savepoint: str) -> None:
         # The savepoint and all after it never left: drop them (and what the
         # part registered to read); what was queued before it still goes.
         del queue[unsent:]
-        for key in (_READS, _CARRIED, _MEMO):
-            conn.connection.info.pop(key, None)
+        _end(conn.connection.info)
         return
     _forget(conn.connection.info)
     driver = _driver(conn)
@@ -355,8 +355,7 @@ def install(engine: Engine) -> None:
     @event.listens_for(engine, "commit")
     def _before_commit(conn: Connection) -> None:
         flush(conn)
-        for key in (_READS, _CARRIED, _MEMO):  # what a transaction registered ends with it
-            conn.connection.info.pop(key, None)
+        _end(conn.connection.info)
 
     @event.listens_for(engine, "rollback")
     def _on_rollback(conn: Connection) -> None:
@@ -374,6 +373,12 @@ def install(engine: Engine) -> None:
         _forget(record.info)  # never carry anything into another transaction
 
 
-def _forget(info: dict[Any, Any]) -> None:
-    for key in (_QUEUE, _READS, _CARRIED, _MEMO):
+def _end(info: dict[Any, Any]) -> None:
+    """Drops what a transaction registered or knew (the queue stays)."""
+    for key in _TRANSACTION:
         info.pop(key, None)
+
+
+def _forget(info: dict[Any, Any]) -> None:
+    info.pop(_QUEUE, None)
+    _end(info)

@@ -31,7 +31,6 @@ from controlplane.db.pipeline import (
     carried,
     carry_read,
     defer,
-    execute_writes,
     fetch,
     recall,
     remember,
@@ -189,19 +188,16 @@ def record_many(
     entries: list[Entry],
     *,
     then: Sequence[Write] = (),
-    commit: bool = False,
-    defer: bool = False,
     returning: bool = True,
 ) -> list[AuditEntry]:
     """Appends entries in order: one head lock, then the entries, the head
-    update and the caller's `then` writes together (controlplane.db.pipeline),
-    and with `commit` the COMMIT in that same round trip (PostgreSQL); with
-    `defer` they go with the transaction's next statement instead.
+    update and the caller's `then` writes, deferred (controlplane.db.pipeline):
+    on PostgreSQL they go with the transaction's next statement, at the latest
+    with its COMMIT (UnitOfWork.commit); SQLite writes them at once.
     Returns the entries written (not attached to the session; none when not
     `returning`)."""
-    send = _defer_all if defer else execute_writes
     if not entries:
-        send(session, then, commit=commit)
+        _defer_all(session, then)
         return []
     conn = session.connection()
     if conn.dialect.name == "postgresql":
@@ -258,13 +254,11 @@ def record_many(
         ),
         *then,
     ]
-    send(session, writes, commit=commit)
-    written = [AuditEntry(**row) for row in rows] if returning else []
-    if not commit:
-        # This transaction holds the head locked until it ends: its later
-        # entries (the other calls of a group commit) need not read it again.
-        remember(session, _HEAD_KEY, _Head(seq, prev))
-    return written
+    _defer_all(session, writes)
+    # This transaction holds the head locked until it ends: its later entries
+    # (the other calls of a group commit) need not read it again.
+    remember(session, _HEAD_KEY, _Head(seq, prev))
+    return [AuditEntry(**row) for row in rows] if returning else []
 
 
 def _given(text: str, _value: Any) -> str:
@@ -289,9 +283,7 @@ def _pg_head(session: Session) -> Any:
     return found[0] if found else None
 
 
-def _defer_all(session: Session, writes: Sequence[Write], *, commit: bool) -> None:
-    if commit:
-        raise ValueError("deferred writes cannot carry the COMMIT")
+def _defer_all(session: Session, writes: Sequence[Write]) -> None:
     for write in writes:
         defer(session, write)
 

@@ -248,14 +248,14 @@ class GrantRows:
             rows = self._s.connection().execute(_LOCK, {"cloud_id": cloud.id, "keys": keys}).all()
             return {(r.resource_class, r.node_id): r for r in rows}
         locked = self._locked() or _Locked()
-        wanted: set[LockKey] = pipeline.recall(self._s, _WANTED) or set()
         mine = {(cloud.id, cls, node_id) for cls, node_id in keys}
-        todo = sorted(
-            (cls, node_id)
-            for cloud_id, cls, node_id in (mine | wanted) - locked.rows.keys()
-            if cloud_id == cloud.id
-        )
-        if any(k in mine for k in ((cloud.id, *t) for t in todo)):
+        if mine - locked.rows.keys():  # some not held yet: lock them and the announced ones
+            wanted: set[LockKey] = pipeline.recall(self._s, _WANTED) or set()
+            todo = sorted(
+                (cls, node_id)
+                for cloud_id, cls, node_id in (mine | wanted) - locked.rows.keys()
+                if cloud_id == cloud.id
+            )
             params: dict[str, Any] = {
                 "cloud_id": cloud.id,
                 "classes": sorted({k[0] for k in todo}),

@@ -58,12 +58,6 @@ _AUTO_APPROVAL = select(QuotaAutoApproval.limits).where(
 
 
 @functools.cache
-def _pg_add_request(dialect: Dialect, columns: tuple[str, ...]) -> str:
-    """_ADD_REQUEST as driver SQL for these columns (add_request's fast path)."""
-    return str(_ADD_REQUEST.compile(dialect=dialect, column_keys=list(columns)))
-
-
-@functools.cache
 def _pg_insert_request(dialect: Dialect, columns: tuple[str, ...]) -> str:
     """The request row's INSERT with its id given (add_request's deferred path)."""
     return str(QT.insert().compile(dialect=dialect, column_keys=list(columns)))
@@ -128,12 +122,7 @@ class Records:
             pg = {**values, "id": rid, "items": Json(values["items"])}
             sql = _pg_insert_request(self._s.get_bind().dialect, tuple(pg))
             pipeline.defer(self._s, pipeline.Write(None, {}, sql, [pg]))
-        elif self._s.get_bind().dialect.name == "postgresql":
-            # Straight to psycopg, with any deferred writes (controlplane.db.pipeline).
-            pg = {**values, "items": Json(values["items"])}
-            sql = _pg_add_request(self._s.get_bind().dialect, tuple(values))
-            rid = pipeline.fetch(self._s, sql, pg)[0].id
-        else:
+        else:  # SQLite, or an engine without deferred writes
             rid = self._s.connection().execute(_ADD_REQUEST, values).scalar_one()
         return QuotaRequest(
             id=rid,
