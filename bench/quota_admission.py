@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import resource
 import sys
 import time
 import uuid
@@ -115,7 +116,10 @@ def admissions(url: str, client: int, start: Any, seconds: float, out: Any) -> N
 
     ok = failed = 0
     run_in_transaction(factory, admit)  # warm up: connect, compile statements (not counted)
+    with engine.connect() as conn:  # the pool's one connection: the one the loop uses
+        backend = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
     start.wait()
+    server0 = backend_cpu_s(backend)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
@@ -123,7 +127,7 @@ def admissions(url: str, client: int, start: Any, seconds: float, out: Any) -> N
             ok += 1
         except YunguanError:
             failed += 1
-    out.put(("admissions", ok, failed))
+    out.put(("admissions", ok, failed, backend_cpu_s(backend) - server0))
     engine.dispose()
 
 
@@ -132,9 +136,11 @@ def raw_sql(url: str, client: int, start: Any, seconds: float, out: Any) -> None
     chain = (1, 2, 3, 100 + client)
     ok = failed = 0
     with psycopg.connect(dsn) as conn:
-        conn.execute("SELECT 1")  # warm up, as the admissions do
+        backend = conn.info.backend_pid  # and warm up:
+        conn.execute("SELECT 1")
         conn.commit()
         start.wait()
+        server0 = backend_cpu_s(backend)
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             with conn.cursor() as cur:
@@ -151,11 +157,36 @@ def raw_sql(url: str, client: int, start: Any, seconds: float, out: Any) -> None
                 else:
                     conn.commit()
                     ok += 1
-    out.put(("raw", ok, failed))
+        server = backend_cpu_s(backend) - server0
+    out.put(("raw", ok, failed, server))
 
 
-def phase(target: Any, url: str, clients: int, seconds: float) -> tuple[int, int, float]:
+def backend_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by one PostgreSQL backend, read by the client it
+    serves before it disconnects (a backend's CPU is nobody's child: it is
+    gone once it exits). 0 when the server is not on this machine."""
+    try:
+        head, tail = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)
+    except OSError:
+        return 0.0
+    if not head.endswith("(postgres"):
+        return 0.0
+    fields = tail.split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def phase(
+    target: Any, url: str, clients: int, seconds: float
+) -> tuple[int, int, float, float, float]:
+    """(ok, refused, seconds, client CPU s, server CPU s) of one phase; the
+    clients' CPU includes their start and warm-up, the same for both kinds."""
     ctx = mp.get_context("fork")
+    client0 = children_cpu_s()
     start, out = ctx.Barrier(clients + 1), ctx.Queue()
     procs = [ctx.Process(target=target, args=(url, i, start, seconds, out)) for i in range(clients)]
     for p in procs:
@@ -166,7 +197,8 @@ def phase(target: Any, url: str, clients: int, seconds: float) -> tuple[int, int
     elapsed = time.monotonic() - began
     for p in procs:
         p.join()
-    return sum(r[1] for r in results), sum(r[2] for r in results), elapsed
+    client, server = children_cpu_s() - client0, sum(r[3] for r in results)
+    return sum(r[1] for r in results), sum(r[2] for r in results), elapsed, client, server
 
 
 def verify(url: str, admitted: int, raw_ok: int) -> int:
@@ -224,11 +256,17 @@ def main() -> None:
         totals = {"admissions": [0, 0, 0.0], "raw": [0, 0, 0.0]}
         for _ in range(ROUNDS):
             for label, target in (("raw", raw_sql), ("admissions", admissions)):
-                ok, failed, elapsed = phase(target, url, args.clients, args.seconds / ROUNDS)
+                ok, failed, elapsed, client, server = phase(
+                    target, url, args.clients, args.seconds / ROUNDS
+                )
                 totals[label][0] += ok
                 totals[label][1] += failed
                 totals[label][2] += elapsed
-                print(f"{label:>10}: {ok} ok, {failed} refused in {elapsed:.1f} s")
+                per = 1000 / max(1, ok)
+                print(
+                    f"{label:>10}: {ok} ok, {failed} refused in {elapsed:.1f} s; CPU per "
+                    f"transaction: clients {client * per:.2f} ms, PostgreSQL {server * per:.2f} ms"
+                )
         adm_rate = totals["admissions"][0] / totals["admissions"][2]
         raw_rate = totals["raw"][0] / totals["raw"][2]
         warmups = args.clients * ROUNDS  # one uncounted admission per client and round

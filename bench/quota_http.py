@@ -193,12 +193,15 @@ def drive(
     failed = (int(bad.group(1)) if bad else 0) + (
         sum(int(g) for g in errors.groups()) if errors else 0
     )
-    p99 = re.search(r"^\s*99%\s+(\S+)", out, re.M)
-    return (
-        (total - failed) / (_ms(duration) / 1000),
-        failed,
-        _ms(p99.group(1)) if p99 else float("nan"),
+    spread = {q: _ms(v) for q, v in re.findall(r"^\s*(50|75|90|99)%\s+(\S+)", out, re.M)}
+    rate = (total - failed) / (_ms(duration) / 1000)
+    print(
+        f"  {rate:7.1f} ok/s, latency "
+        + " ".join(f"p{q} {v:.1f}" for q, v in spread.items())
+        + " ms (mean by Little's law "
+        + f"{connections * 1000 / max(rate, 1e-9):.1f} ms)"
     )
+    return rate, failed, spread.get("99", float("nan"))
 
 
 def group_cpu_s(pgid: int) -> float:
@@ -264,11 +267,11 @@ def measure(
             tally[3] += group_cpu_s(proc.pid) - cpu0
             worst[label] = max(worst[label], p99)
     results = {}
-    for label, (ok, seconds, failed, cpu) in done.items():
+    for label, (ok, seconds, failures, cpu) in done.items():
         rate = ok / seconds
-        results[label] = (rate, int(failed), worst[label])
+        results[label] = (rate, int(failures), worst[label])
         print(
-            f"{label}: {rate:.1f} ok/s, {int(failed)} failed, p99 {worst[label]:.1f} ms "
+            f"{label}: {rate:.1f} ok/s, {int(failures)} failed, p99 {worst[label]:.1f} ms "
             f"(worst of {args.rounds} phases), server CPU {cpu * 1000 / max(1.0, ok):.2f} ms "
             "per request"
         )

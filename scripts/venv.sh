@@ -18,8 +18,8 @@ if ! need_python; then
     # A fresh Debian 12 has python3 3.11 but not always venv/ensurepip.
     echo "[venv] installing python3, python3-venv (apt)" >&2
     sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
         python3 python3-venv python3-dev gcc >/dev/null
     need_python || { echo "error: Python >= 3.11 with venv is required" >&2; exit 1; }
 fi

@@ -121,11 +121,14 @@ tb_apt_install() {
         printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
         $sudo chmod +x /usr/sbin/policy-rc.d
     fi
+    # Wait for another apt/dpkg run (unattended-upgrades, a second testbed
+    # script) instead of failing on its lock.
+    local lock=(-o DPkg::Lock::Timeout=600)
     if [[ ! -f "$TESTBED_ROOT/.apt-updated" ]] || [[ -n "$(find "$TESTBED_ROOT/.apt-updated" -mmin +720 2>/dev/null)" ]]; then
-        $sudo apt-get update -qq || true
+        $sudo apt-get "${lock[@]}" update -qq || true
         mkdir -p "$TESTBED_ROOT" && touch "$TESTBED_ROOT/.apt-updated"
     fi
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" || {
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get "${lock[@]}" install -y -qq --no-install-recommends "${missing[@]}" || {
         ((had_policy == 0)) && $sudo rm -f /usr/sbin/policy-rc.d
         return 1
     }

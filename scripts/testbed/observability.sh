@@ -122,14 +122,10 @@ have_binaries() {
 # ensure_packages: install only what is missing (a dev machine may have its own).
 ensure_packages() {
     have_binaries && return 0
-    # Other jobs may hold the dpkg lock on a shared machine: wait instead of
-    # failing. APT_CONFIG is read in addition to /etc/apt, which stays untouched.
-    local aptconf="$TB_HOME/etc/apt-lock-wait.conf"
-    printf 'DPkg::Lock::Timeout "600";\n' >"$aptconf"
     local t0
     t0=$(now_us)
     # dpkg's progress goes to stderr: stdout of this script stays for data.
-    APT_CONFIG="$aptconf" tb_apt_install prometheus prometheus-alertmanager >&2 ||
+    tb_apt_install prometheus prometheus-alertmanager >&2 ||
         tb_die "apt-get install prometheus prometheus-alertmanager failed"
     tb_log "packages installed in $(elapsed "$t0")"
     have_binaries || tb_die "prometheus binaries still missing after install"
