@@ -160,7 +160,7 @@ def _ms(text_value: str) -> float:
 
 
 def drive(
-    base: str, seconds: float, connections: int, threads: int, script: Path
+    base: str, seconds: float, connections: int, threads: int, script: Path, label: str
 ) -> tuple[float, int, float]:
     """wrk (a C load generator, a separate process) against `base`; returns
     (successful requests/s, non-2xx count, p99 in ms)."""
@@ -196,7 +196,7 @@ def drive(
     spread = {q: _ms(v) for q, v in re.findall(r"^\s*(50|75|90|99)%\s+(\S+)", out, re.M)}
     rate = (total - failed) / (_ms(duration) / 1000)
     print(
-        f"  {rate:7.1f} ok/s, latency "
+        f"  {label:<16} {rate:7.1f} ok/s, latency "
         + " ".join(f"p{q} {v:.1f}" for q, v in spread.items())
         + " ms (mean by Little's law "
         + f"{connections * 1000 / max(rate, 1e-9):.1f} ms)"
@@ -257,9 +257,9 @@ def measure(
         for label, (proc, base) in procs.items():
             # New connections and caches that went cold while the other app
             # ran (principals: 5 s): a second of load first, not measured.
-            drive(base, 1, args.connections, args.threads, script)
+            drive(base, 1, args.connections, args.threads, script, f"{label} (warm-up)")
             cpu0 = group_cpu_s(proc.pid)
-            rate, failed, p99 = drive(base, phase, args.connections, args.threads, script)
+            rate, failed, p99 = drive(base, phase, args.connections, args.threads, script, label)
             tally = done[label]
             tally[0] += rate * phase
             tally[1] += phase
@@ -348,7 +348,9 @@ def main() -> None:
                     cmd = [sys.executable, "-m", "bench.bare_app", str(port), str(args.workers)]
                 proc = serve(cmd, {**env, "PYTHONPATH": str(REPO)}, port)
                 procs[label] = (proc, f"http://127.0.0.1:{port}")
-                drive(procs[label][1], 2, args.connections, args.threads, script)  # warm up
+                drive(
+                    procs[label][1], 2, args.connections, args.threads, script, f"{label} (start)"
+                )
             results = measure(procs, args, script)
         finally:
             for proc, _base in procs.values():
