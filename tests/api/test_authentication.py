@@ -8,14 +8,16 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from api import auth
 from controlplane.db.base import utcnow
-from controlplane.db.identity_tables import ApiToken
+from controlplane.db.identity_tables import ApiToken, User
 from controlplane.db.uow import UnitOfWork
 from controlplane.identity import tokens
 from controlplane.identity.cache import PrincipalCache
+from controlplane.identity.roles import Role
+from controlplane.identity.store import IdentityStore
 from tests.api.conftest import World
 from tests.secrets_scan import register_secret
 
@@ -159,3 +161,66 @@ def test_a_cached_principal_is_refreshed_ahead_and_revocation_still_lands(
         assert time.monotonic() < deadline, "the revoked token was still accepted"
         time.sleep(0.02)
     assert_401(world.client.get("/v1/me", headers=me), "auth.revoked")
+
+
+def _stamp(world: World, token: str, last_used: Any) -> None:
+    with UnitOfWork(world.container.session_factory) as uow:
+        uow.session.execute(
+            update(ApiToken)
+            .where(ApiToken.selector == tokens.selector_of(token))
+            .values(last_used_at=last_used)
+        )
+        uow.commit()
+
+
+def _last_used(world: World, token: str) -> Any:
+    with UnitOfWork(world.container.session_factory) as uow:
+        return uow.session.scalar(
+            select(ApiToken.last_used_at).where(ApiToken.selector == tokens.selector_of(token))
+        )
+
+
+def test_a_deactivated_user_is_refused(world: World) -> None:
+    token = world.add_user("leaver", Role.DEPARTMENT_MEMBER, "cs-data", "cs-data")
+    me = {"Authorization": f"Bearer {token}"}
+    assert world.client.get("/v1/me", headers=me).status_code == 200
+    with UnitOfWork(world.container.session_factory) as uow:
+        uow.session.execute(update(User).where(User.login == "leaver").values(active=False))
+        uow.commit()
+    assert_401(world.client.get("/v1/me", headers=me), "auth.inactive")
+
+
+def test_every_binding_and_none(world: World) -> None:
+    """The principal carries each of the user's bindings; a user with none
+    authenticates with none (and can do nothing)."""
+    bare = world.add_user("no-roles", None, "cs-data", "cs-data")
+    body = world.client.get("/v1/me", headers={"Authorization": f"Bearer {bare}"}).json()
+    assert body["roles"] == []
+    token = world.add_user("two-hats", Role.DEPARTMENT_MEMBER, "cs-data", "cs-data")
+    with UnitOfWork(world.container.session_factory) as uow:
+        store = IdentityStore(uow.session)
+        store.bind(store.user("two-hats"), Role.AUDITOR, "changsha")
+        uow.commit()
+    body = world.client.get("/v1/me", headers={"Authorization": f"Bearer {token}"}).json()
+    assert sorted((r["role"], r["scope"]) for r in body["roles"]) == [
+        ("auditor", "changsha"),
+        ("department-member", "cs-data"),
+    ]
+
+
+def test_last_used_is_stamped_at_most_once_a_minute(world: World) -> None:
+    token = world.tokens["cs-member"]
+    me = {"Authorization": f"Bearer {token}"}
+    _stamp(world, token, None)
+    before = utcnow()
+    assert world.client.get("/v1/me", headers=me).status_code == 200
+    stamped = _last_used(world, token)
+    assert stamped is not None and stamped >= before - timedelta(seconds=1)
+    recent = utcnow() - timedelta(seconds=30)
+    _stamp(world, token, recent)
+    assert world.client.get("/v1/me", headers=me).status_code == 200
+    assert _last_used(world, token) == recent  # within the minute: no write
+    stale = utcnow() - timedelta(minutes=2)
+    _stamp(world, token, stale)
+    assert world.client.get("/v1/me", headers=me).status_code == 200
+    assert _last_used(world, token) > stale
