@@ -84,10 +84,12 @@ async def authenticate(request: Request, container: Container) -> Principal:
     One lookup per bearer at a time: when a busy client's cached entry expires,
     the requests it has in flight wait for the first one's lookup instead of
     each running their own (a herd of identical queries and last-used stamps).
-    And an entry in the last quarter of its life is refreshed in the background
-    while it still answers, so the entries of busy clients — all filled at the same
-    moment after a restart — do not expire together and stall a burst of
-    requests behind their lookups every `ttl` seconds.
+    And an entry that came due (`PrincipalCache.due`: at a point drawn between
+    half and 7/8 of its life) is refreshed in the background while it still
+    answers, at most `REFRESH_SLOTS` at a time, so the entries of busy clients —
+    all filled at the same moment after a restart — neither expire together
+    and stall a burst of requests behind their lookups, nor refresh together
+    and take the GIL from the event loop in one burst.
     """
     token = _bearer(request)
     cache = container.principals
@@ -96,10 +98,8 @@ async def authenticate(request: Request, container: Container) -> Principal:
     while True:
         cached = cache.get(key, utcnow())
         if cached is not None:
-            if key not in inflight and cache.due(key):
-                refresh = asyncio.create_task(_refresh(request, container, token, key))
-                _REFRESHING.add(refresh)  # a reference, or the task may be collected
-                refresh.add_done_callback(_REFRESHING.discard)
+            if cache.due(key) and key not in inflight:
+                _refresh_ahead(request, container, token, key)
             return cached
         pending = inflight.get(key)
         if pending is None:
@@ -114,6 +114,23 @@ async def authenticate(request: Request, container: Container) -> Principal:
 
 
 _REFRESHING: set[asyncio.Task[None]] = set()
+# Background refreshes a process runs at once. Each is a lookup in a thread
+# beside the event loop; dozens at once (busy clients whose entries came due
+# together) take the GIL from the loop in a burst that every request in flight
+# waits out. A due entry still answers, so one that finds no free slot waits
+# for a later request to start it.
+REFRESH_SLOTS = 2
+
+
+def _refresh_ahead(request: Request, container: Container, token: str, key: str) -> None:
+    refreshing: set[str] = request.app.state.auth_refreshing
+    if key in refreshing or len(refreshing) >= REFRESH_SLOTS:
+        return
+    refreshing.add(key)
+    task = asyncio.create_task(_refresh(request, container, token, key))
+    _REFRESHING.add(task)  # a reference, or the task may be collected
+    task.add_done_callback(_REFRESHING.discard)
+    task.add_done_callback(lambda _task: refreshing.discard(key))
 
 
 async def _refresh(request: Request, container: Container, token: str, key: str) -> None:

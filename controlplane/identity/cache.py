@@ -5,14 +5,15 @@ every request. For `ttl` seconds after a successful lookup the same bearer is
 answered from memory — keyed by a digest, never the token itself. The price,
 documented for operators: a revoked or rebound token keeps its old answer for
 at most `ttl` seconds in each API process (Keystone's token cache makes the
-same trade). The API refreshes a busy client's entry in the last quarter of
-its life (`due`), so it rarely expires under use; the bound stays `ttl`. `ttl = 0`
-switches it off.
+same trade). The API refreshes a busy client's entry before it ends (`due`),
+so it rarely expires under use; the bound stays `ttl`. `ttl = 0` switches it
+off.
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 import threading
 import time
 from datetime import datetime
@@ -25,7 +26,8 @@ class PrincipalCache:
         self.ttl = ttl
         self._max = max_entries
         self._lock = threading.Lock()
-        self._entries: dict[str, tuple[float, datetime | None, Principal]] = {}
+        # key -> (answer until, credential expiry, principal, refresh from)
+        self._entries: dict[str, tuple[float, datetime | None, Principal, float]] = {}
 
     @staticmethod
     def key(bearer: str) -> str:
@@ -38,18 +40,22 @@ class PrincipalCache:
             hit = self._entries.get(key)
             if hit is None:
                 return None
-            until, expires_at, principal = hit
+            until, expires_at, principal, _ = hit
             if time.monotonic() > until or (expires_at is not None and expires_at <= now):
                 del self._entries[key]
                 return None
             return principal
 
     def due(self, key: str) -> bool:
-        """True in the last quarter of an entry's life: time to refresh it ahead
-        (late, so a busy token costs one lookup per ~3/4 TTL, not per TTL/2)."""
+        """True once an entry is old enough to be refreshed ahead: from a point
+        drawn at random between half and seven eighths of its life. Entries
+        filled together (every client's after a restart, or after a quiet
+        spell) would otherwise come due together, and their lookups would
+        arrive as one burst every TTL; drawn, they spread over 3/8 of it. The
+        last eighth leaves time for the lookup before the entry ends."""
         with self._lock:
             hit = self._entries.get(key)
-        return hit is not None and time.monotonic() > hit[0] - self.ttl / 4
+        return hit is not None and time.monotonic() > hit[3]
 
     def drop(self, key: str) -> None:
         with self._lock:
@@ -61,4 +67,6 @@ class PrincipalCache:
         with self._lock:
             if len(self._entries) >= self._max:
                 self._entries.clear()  # crude but bounded; a burst of new tokens only
-            self._entries[key] = (time.monotonic() + self.ttl, expires_at, principal)
+            now = time.monotonic()
+            refresh = now + self.ttl * (0.5 + 0.375 * random.random())  # noqa: S311 - not crypto
+            self._entries[key] = (now + self.ttl, expires_at, principal, refresh)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from datetime import timedelta
@@ -137,8 +138,8 @@ def test_a_cached_principal_is_refreshed_ahead_and_revocation_still_lands(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With the principal cache on, a busy client's entry is refreshed in the
-    background in the last quarter of its life; a token revoked meanwhile is refused
-    as soon as that refresh has run, within the cache's TTL."""
+    background before it ends; a token revoked meanwhile is refused as soon as
+    that refresh has run, within the cache's TTL."""
     monkeypatch.setattr(world.container, "principals", PrincipalCache(ttl=2.0))
     refreshed: list[str] = []
     real_refresh = auth._refresh
@@ -155,12 +156,46 @@ def test_a_cached_principal_is_refreshed_ahead_and_revocation_still_lands(
     assert world.call("cs-member", "DELETE", f"/v1/me/tokens/{issued['id']}").status_code == 204
     assert world.client.get("/v1/me", headers=me).status_code == 200  # the cache's answer
     assert not refreshed  # young entries are not refreshed
-    time.sleep(1.6)  # in the TTL's last quarter: the next request starts the refresh
+    time.sleep(1.6)  # 4/5 of the TTL: due now or within 0.15 s (its point lies in [1/2, 7/8])
     deadline = time.monotonic() + 5
     while world.client.get("/v1/me", headers=me).status_code == 200:
         assert time.monotonic() < deadline, "the revoked token was still accepted"
         time.sleep(0.02)
     assert_401(world.client.get("/v1/me", headers=me), "auth.revoked")
+
+
+def test_at_most_two_refreshes_run_at_once(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entries that came due together are refreshed two at a time: a request
+    that finds both slots taken is answered from its (still valid) entry and
+    leaves the refresh to a later request."""
+    cache = PrincipalCache(ttl=60.0)
+    monkeypatch.setattr(world.container, "principals", cache)
+    logins = ["prov-admin", "cs-admin", "zz-admin", "cs-mgr", "zz-mgr", "cs-member"]
+    for login in logins:  # fill the cache: lookups, nothing to refresh yet
+        assert world.call(login, "GET", "/v1/me").status_code == 200
+    running, most, started, done = [0], [0], [], set()
+    # Every entry due at once, until refreshed (as a refresh's new entry is not).
+    monkeypatch.setattr(cache, "due", lambda key: key not in done)
+
+    async def slow(request: Any, container: Any, token: str, key: str) -> None:
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        started.append(key)
+        await asyncio.sleep(0.5)
+        done.add(key)
+        running[0] -= 1
+
+    monkeypatch.setattr(auth, "_refresh", slow)
+    for login in logins:
+        assert world.call(login, "GET", "/v1/me").status_code == 200  # answered from cache
+    assert len(started) == auth.REFRESH_SLOTS == 2 and most[0] == 2
+    deadline = time.monotonic() + 10
+    while len(done) < len(logins):  # later requests start the rest, two by two
+        assert time.monotonic() < deadline, f"only {len(done)} refreshed"
+        for login in logins:
+            world.call(login, "GET", "/v1/me")
+        time.sleep(0.05)
+    assert most[0] == 2 and sorted(started) == sorted(done)  # each once
 
 
 def _stamp(world: World, token: str, last_used: Any) -> None:
