@@ -21,6 +21,7 @@ from controlplane.db.base import utcnow
 from controlplane.db.engine import make_engine, make_session_factory
 from controlplane.db.migrate import upgrade
 from controlplane.db.uow import UnitOfWork
+from controlplane.identity import tokens
 from controlplane.identity.store import AuthError, IdentityStore
 from controlplane.topology.apply import apply_topology
 from controlplane.topology.document import load_document
@@ -44,7 +45,11 @@ def main() -> None:
             real = store.issue_token(SECRET, user, "b", 1).plaintext
             uow.commit()
         wrong = real[:-4] + ("AAAA" if not real.endswith("AAAA") else "BBBB")
-        unknown = f"ygt_{'f' * 16}_{real.rsplit('_', 1)[1]}"
+        # The same secret under a selector nobody holds. (Not rsplit("_"): the
+        # secret's alphabet has "_", and a shorter one is refused as malformed
+        # before any lookup, which made some runs compare nothing.)
+        unknown = "ygt_" + "f" * 16 + real[len("ygt_") + 16 :]
+        assert tokens.selector_of(unknown) == "f" * 16
         times: dict[str, list[float]] = {"unknown": [], "wrong": []}
         with UnitOfWork(factory) as uow:
             store = IdentityStore(uow.session)
