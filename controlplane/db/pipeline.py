@@ -9,9 +9,9 @@ by one:
 
 - `defer(session, write)` queues a write in the transaction (PostgreSQL);
 - the next statement carries them: `fetch` sends the queue and its own query
-  in one psycopg pipeline, `execute_writes` the queue and its writes; any
-  other statement, and the commit, first flush the queue (engine events
-  installed by `install`), so a read never misses a deferred write;
+  in one round trip, `execute_writes` the queue and its writes; any other
+  statement, and the commit, first flush the queue (engine events installed
+  by `install`), so a read never misses a deferred write;
 - a rollback drops the queue with the transaction;
 - `carry_read` registers a read to send right after the next fetch of its
   group: the audit head lock after the quota rows' lock (`fetch(...,
@@ -27,13 +27,20 @@ by one:
 With all of it, an admission holds its locks for two round trips: the locks
 (with the audit head), then every write and the COMMIT.
 
+A round trip is one simple-query string (controlplane.db.script): values
+bound client-side by psycopg, statements with parameters prepared once per
+connection, and, when the connection has no transaction open yet, the BEGIN
+first, so that it costs no round trip of its own either. The server stops at
+the first failing statement; nothing after it runs, the COMMIT included.
+
 SQLite is in-process: there is no round trip to save, so `defer` runs the
 portable Core statement at once and `fetch`/`execute_writes` are plain.
 
 Each `Write` carries its statement twice: Core (SQLite) and driver SQL with
 psycopg-ready values (PostgreSQL); tests/db/test_pipeline.py checks that both
-write the same rows. Errors of a pipelined statement are raised as
-SQLAlchemy's DBAPIError, so `run_in_transaction` still recognises lost races.
+write the same rows. Errors of a statement sent here are raised as
+SQLAlchemy's DBAPIError around psycopg's error (its sqlstate kept), so
+`run_in_transaction` still recognises lost races.
 """
 
 from __future__ import annotations
@@ -45,11 +52,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
+
+from controlplane.db.script import Script
 
 _QUEUE = "yunguan.deferred_writes"  # in the pooled connection's info
 _READS = "yunguan.carried_reads"  # registered, not sent yet
@@ -132,30 +140,6 @@ def defer(session: Session, write: Write) -> None:
     queue.append(write)
 
 
-_ENCODED: dict[str, bytes] = {}
-
-
-def _encoded(sql: str) -> bytes:
-    """The statement as bytes, the same object every time. Given a str, psycopg
-    encodes it on every execution and hashes the new bytes to find its cached
-    conversion to `$n` placeholders — for a long statement more CPU than
-    sending it; a bytes object keeps its hash."""
-    found = _ENCODED.get(sql)
-    if found is None:
-        if len(_ENCODED) >= 4096:  # bounded: statements are built from a few shapes
-            _ENCODED.clear()
-        found = _ENCODED[sql] = sql.encode()
-    return found
-
-
-def _send(cur: Any, writes: Sequence[Write]) -> None:
-    for w in writes:
-        if len(w.pg_params) == 1:
-            cur.execute(_encoded(w.pg_sql), w.pg_params[0])
-        else:
-            cur.executemany(_encoded(w.pg_sql), w.pg_params)
-
-
 @contextmanager
 def _translated(sql: str) -> Iterator[None]:
     try:
@@ -189,35 +173,27 @@ def _pipeline(
         return None
     label = query[0] if query is not None else pending[0].pg_sql if pending else "COMMIT"
     idle = driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    if not pending and query is not None and not idle and not reads:
-        # Nothing to carry: a plain statement. (The first statement of a
-        # transaction goes through the pipeline: BEGIN travels with it there,
-        # instead of costing a round trip of its own.)
-        with _translated(label):
-            reader = driver.cursor(row_factory=namedtuple_row)
-            return reader.execute(_encoded(query[0]), query[1]).fetchall()
-    readers: dict[str, Any] = {}
-    with _translated(label), driver.pipeline():
-        with driver.cursor() as cur:
-            _send(cur, pending)
-        reader = None
-        if query is not None:
-            reader = driver.cursor(row_factory=namedtuple_row)
-            reader.execute(_encoded(query[0]), query[1])
-        for key, (_group, sql, params) in reads.items():  # after the query: see `carry_read`
-            readers[key] = driver.cursor(row_factory=namedtuple_row)
-            readers[key].execute(_encoded(sql), params)
-        if commit:
-            driver.commit()
-    if commit:  # the transaction ended here
-        _end(info)
-    # The pipeline has synced on leaving the block: the rows are here.
     with _translated(label):
-        if readers:
-            results = info.setdefault(_CARRIED, {})
-            for key, cur in readers.items():
-                results[key] = cur.fetchall()
-        return reader.fetchall() if reader is not None else None
+        sent = Script(driver, info)
+        begin = idle and not driver.autocommit and (bool(pending) or query is not None)
+        if begin:  # the BEGIN psycopg would otherwise send first, in a round trip of its own
+            sent.begin()
+        for w in pending:
+            for params in w.pg_params:
+                sent.add(w.pg_sql, params)
+        at = sent.add(*query) if query is not None else None
+        # After the query: see `carry_read`.
+        carried_at = {key: sent.add(sql, params) for key, (_group, sql, params) in reads.items()}
+        if commit and (begin or not idle):
+            sent.commit()
+        results = sent.run() if sent else []
+        if commit:  # the transaction ended here
+            _end(info)
+        if carried_at:
+            found = info.setdefault(_CARRIED, {})
+            for key, index in carried_at.items():
+                found[key] = sent.rows(results, index)
+        return sent.rows(results, at) if at is not None else None
 
 
 def execute_writes(session: Session, writes: Sequence[Write], *, commit: bool = False) -> None:
@@ -348,6 +324,13 @@ def install(engine: Engine) -> None:
         return
     _INSTALLED.add(engine)
 
+    @event.listens_for(engine, "connect")
+    def _no_driver_prepares(dbapi_conn: Any, _record: Any) -> None:
+        # Our scripts PREPARE their statements (controlplane.db.script); once
+        # psycopg held prepared statements of its own, its rollback() would
+        # DEALLOCATE ALL, ours with them, unseen.
+        dbapi_conn.prepare_threshold = None
+
     @event.listens_for(engine, "before_cursor_execute")
     def _before_statement(conn: Connection, *_args: Any) -> None:
         flush(conn)  # also before SAVEPOINT / ROLLBACK TO: writes land on the right side
@@ -359,14 +342,19 @@ def install(engine: Engine) -> None:
 
     @event.listens_for(engine, "rollback")
     def _on_rollback(conn: Connection) -> None:
-        _forget(conn.connection.info)
+        # An invalidated connection has nothing left to forget: its pool entry
+        # empties `info` before it connects again (and asking for
+        # `conn.connection` here would raise instead of letting the rollback end).
+        if not conn.invalidated:
+            _forget(conn.connection.info)
 
     @event.listens_for(engine, "rollback_savepoint")
     def _on_rollback_savepoint(conn: Connection, *_args: Any) -> None:
         # Everything deferred before the SAVEPOINT was flushed when it was set,
         # so what is queued now belongs to the part being undone: drop it (the
         # transaction may be in error, where sending it would fail anyway).
-        _forget(conn.connection.info)
+        if not conn.invalidated:  # see `_on_rollback`
+            _forget(conn.connection.info)
 
     @event.listens_for(engine, "checkin")
     def _on_checkin(dbapi_conn: Any, record: Any) -> None:

@@ -66,12 +66,12 @@ def test_announced_lookups_answer_as_plain_ones_in_one_round_trip(
             store.expect_locate(*pair)
         sent.clear()
         got = {PAIRS[0]: _located(store, *PAIRS[0])}
-        assert len(sent.pipelines) == 1
+        assert len(sent.scripts) == 1
         lookups = [sql for _, sql, _ in sent.statements if sql.startswith("WITH RECURSIVE")]
         assert len(lookups) == len(PAIRS)
         statements = len(sent.statements)
         got.update({pair: _located(store, *pair) for pair in PAIRS[1:]})
-        assert len(sent.statements) == statements and len(sent.pipelines) == 1
+        assert len(sent.statements) == statements and len(sent.scripts) == 1
     assert got == expected
 
 
