@@ -111,8 +111,8 @@ _SAVE_POOL = (
 def _save_counts(n: int) -> Any:
     """UPDATE of n locked rows in one statement: SET col = CASE id WHEN … END.
 
-    One statement (not an executemany, which psycopg pipelines at several
-    times the cost) keeps the serialised section short. It takes no new lock:
+    One statement (not one per row: each costs its own parse, bind and
+    execution on the server) keeps the serialised section short. It takes no new lock:
     every row was locked by `lock_grants`. Built once per n.
     """
     ids = [bindparam(f"id{i}", type_=Integer) for i in range(n)]
