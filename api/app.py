@@ -56,7 +56,7 @@ def create_app(
     app.state.container = container
     app.state.metrics = metrics
     app.state.auth_inflight = {}  # api.auth: one principal lookup per bearer at a time
-    app.state.auth_refreshing = set()  # api.auth: bearers being refreshed ahead
+    app.state.auth_refreshing = {}  # api.auth: bearers being refreshed ahead
     problems.install(app)
 
     app.add_middleware(RequestContext)

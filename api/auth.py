@@ -113,7 +113,6 @@ async def authenticate(request: Request, container: Container) -> Principal:
             # The lookup we waited for was cancelled, not us: look again.
 
 
-_REFRESHING: set[asyncio.Task[None]] = set()
 # Background refreshes a process runs at once. Each is a lookup in a thread
 # beside the event loop; dozens at once (busy clients whose entries came due
 # together) take the GIL from the loop in a burst that every request in flight
@@ -123,14 +122,13 @@ REFRESH_SLOTS = 2
 
 
 def _refresh_ahead(request: Request, container: Container, token: str, key: str) -> None:
-    refreshing: set[str] = request.app.state.auth_refreshing
+    # bearer key -> its refresh task: the slots in use, and the reference that
+    # keeps a running task from being collected.
+    refreshing: dict[str, asyncio.Task[None]] = request.app.state.auth_refreshing
     if key in refreshing or len(refreshing) >= REFRESH_SLOTS:
         return
-    refreshing.add(key)
-    task = asyncio.create_task(_refresh(request, container, token, key))
-    _REFRESHING.add(task)  # a reference, or the task may be collected
-    task.add_done_callback(_REFRESHING.discard)
-    task.add_done_callback(lambda _task: refreshing.discard(key))
+    refreshing[key] = asyncio.create_task(_refresh(request, container, token, key))
+    refreshing[key].add_done_callback(lambda _task: refreshing.pop(key, None))
 
 
 async def _refresh(request: Request, container: Container, token: str, key: str) -> None:

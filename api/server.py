@@ -76,7 +76,7 @@ def run(app: Any, *, host: str, port: int, workers: int = 1, **options: Any) -> 
         server = FrozenStartupServer(_config(app, host, port, options))
         server.run()
         if not server.started:  # as uvicorn.run: a failed start is a failed run
-            sys.exit(3)
+            sys.exit(3)  # uvicorn.server.STARTUP_FAILURE (not exported)
         return
     if not isinstance(app, str):
         raise ValueError("several workers need the app as an import string")

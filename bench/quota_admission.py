@@ -43,6 +43,7 @@ import psycopg
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.proc_stat import process_cpu
 from controlplane.db.engine import make_engine, make_session_factory
 from controlplane.db.migrate import upgrade
 from controlplane.db.retry import run_in_transaction
@@ -165,14 +166,8 @@ def backend_cpu_s(pid: int) -> float:
     """CPU seconds used so far by one PostgreSQL backend, read by the client it
     serves before it disconnects (a backend's CPU is nobody's child: it is
     gone once it exits). 0 when the server is not on this machine."""
-    try:
-        head, tail = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)
-    except OSError:
-        return 0.0
-    if not head.endswith("(postgres"):
-        return 0.0
-    fields = tail.split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    found = process_cpu(pid)
+    return found.cpu_s if found is not None and found.command == "postgres" else 0.0
 
 
 def children_cpu_s() -> float:

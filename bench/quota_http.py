@@ -49,6 +49,7 @@ from sqlalchemy.engine import make_url
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.proc_stat import process_cpu  # noqa: E402
 from controlplane.db.engine import make_engine, make_session_factory  # noqa: E402
 from controlplane.db.migrate import upgrade  # noqa: E402
 from controlplane.db.uow import UnitOfWork  # noqa: E402
@@ -208,18 +209,8 @@ def group_cpu_s(pgid: int) -> float:
     """CPU seconds (user + system) used so far by the processes of a process group:
     the server's own cost per request, which the machine's other load does not
     change much (unlike throughput)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:  # field 5 of stat: the process group
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    found = (process_cpu(e.name) for e in Path("/proc").iterdir() if e.name.isdigit())
+    return sum(p.cpu_s for p in found if p is not None and p.group == pgid)
 
 
 def serve(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:

@@ -124,19 +124,8 @@ class _Form:
         return b"".join(out)
 
 
-_FORMS: dict[str, _Form] = {}
-
-
+@functools.lru_cache(_MAX_FORMS)
 def _form(sql: str) -> _Form:
-    found = _FORMS.get(sql)
-    if found is None:
-        if len(_FORMS) >= _MAX_FORMS:
-            _FORMS.clear()
-        found = _FORMS[sql] = _parse(sql)
-    return found
-
-
-def _parse(sql: str) -> _Form:
     """Placeholders as psycopg reads them (psycopg._queries._split_query)."""
     query = sql.encode()
     chunks: list[bytes] = []
@@ -179,7 +168,7 @@ def _parse(sql: str) -> _Form:
 @functools.lru_cache(_MAX_FORMS)
 def _plain(sql: str) -> bytes:
     # Sent as it is, `%` included, as psycopg sends a statement without
-    # parameters. Cached: the same few fixed statements every time.
+    # parameters. Cached like `_form`: the same few fixed statements.
     return sql.encode()
 
 
