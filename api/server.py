@@ -1,5 +1,5 @@
 """How the API is served: uvicorn, with TCP_NODELAY on every connection and,
-for several workers, one SO_REUSEPORT socket per worker.
+for several workers, one shared socket accepted from by the least-loaded worker.
 
 TCP_NODELAY: uvicorn with `--workers N` binds the listening socket itself as
 `socket.socket(family=…)`, whose recorded protocol is 0, and asyncio only
@@ -18,12 +18,14 @@ bench's p99). `FrozenStartupServer` freezes what exists once startup is done
 (gc.freeze: the collector leaves those objects alone; refcounting still frees
 them), so a full collection walks only what was made since.
 
-SO_REUSEPORT: with uvicorn's shared listening socket, whichever worker wakes
-first accepts every connection waiting (asyncio accepts up to the backlog per
-wake-up), so a client that opens its connections at once — a load balancer,
-a connection pool — lands on one worker while the others idle (seen: 32 of 32
-connections on one of two workers). With a socket per worker bound with
-SO_REUSEPORT, the kernel spreads connections across the workers.
+Several workers: uvicorn's own multi-worker mode shares one listening socket
+and lets asyncio accept on it, and whichever worker wakes first accepts every
+connection waiting, so a client that opens its connections at once (a load
+balancer, a connection pool) lands on one worker while the others idle (seen:
+32 of 32 connections on one of two workers). The workers here share one
+socket too, but accept through `api.balance.BalancedAcceptor`: one connection
+at a time, by the worker holding the fewest (that module says why not
+SO_REUSEPORT).
 """
 
 from __future__ import annotations
@@ -34,11 +36,13 @@ import multiprocessing
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from api.balance import BalancedAcceptor, ConnectionCounts, Slots
 from controlplane.vocabulary import InvalidInputError
 
 # uvloop's event loop and httptools' C parser instead of asyncio's loop and
@@ -49,6 +53,14 @@ LOOP = "uvloop"
 
 
 class NoDelayProtocol(HttpToolsProtocol):
+    # Told when the connection is gone (the balanced acceptor's count).
+    on_lost: Callable[[], None] | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.on_lost is not None:
+            self.on_lost()
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -66,6 +78,36 @@ class FrozenStartupServer(uvicorn.Server):
         gc.freeze()
 
 
+class BalancedServer(FrozenStartupServer):
+    """One of several workers: serves what it accepts from the shared
+    listening socket through a `BalancedAcceptor` instead of uvicorn's own
+    accept loop."""
+
+    def __init__(self, config: uvicorn.Config, listener: socket.socket, counts: ConnectionCounts):
+        super().__init__(config)
+        self._listener = listener
+        self._counts = counts
+        self._acceptor: BalancedAcceptor | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=[])  # the app's lifespan; no listener of uvicorn's
+
+        def make_protocol(lost: Callable[[], None]) -> NoDelayProtocol:
+            protocol = NoDelayProtocol(
+                config=self.config, server_state=self.server_state, app_state=self.lifespan.state
+            )
+            protocol.on_lost = lost
+            return protocol
+
+        self._acceptor = BalancedAcceptor(self._listener, self._counts, make_protocol)
+        self._acceptor.start()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._acceptor is not None:
+            self._acceptor.stop()
+        await super().shutdown(sockets=sockets)
+
+
 def _config(app: Any, host: str, port: int, options: dict[str, Any]) -> uvicorn.Config:
     return uvicorn.Config(app, host=host, port=port, http=NoDelayProtocol, loop=LOOP, **options)
 
@@ -81,18 +123,24 @@ def run(app: Any, *, host: str, port: int, workers: int = 1, **options: Any) -> 
     if not isinstance(app, str):
         raise ValueError("several workers need the app as an import string")
     try:
-        _listen(host, port).close()  # a port in use fails here, once, readably
+        listener = _listen(host, port)
     except OSError as exc:
         raise InvalidInputError(
             f"cannot listen on {host}:{port}: {exc.strerror}", code="serve.cannot_listen"
         ) from None
     ctx = multiprocessing.get_context("spawn")
+    slots = ctx.RawArray("q", workers)  # each worker's open connections
     procs = [
-        ctx.Process(target=_worker, args=(app, host, port, options), name=f"yunguan-api-{i}")
+        ctx.Process(
+            target=_worker,
+            args=(app, host, port, options, listener, slots, i),
+            name=f"yunguan-api-{i}",
+        )
         for i in range(workers)
     ]
     for p in procs:
         p.start()
+    listener.close()  # the workers hold their own copies
 
     def stop(signum: int, _frame: Any) -> None:
         for p in procs:
@@ -113,13 +161,24 @@ def run(app: Any, *, host: str, port: int, workers: int = 1, **options: Any) -> 
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
-def _worker(app: str, host: str, port: int, options: dict[str, Any]) -> None:
-    sock = _listen(host, port)
-    sock.listen(2048)
-    FrozenStartupServer(_config(app, host, port, options)).run(sockets=[sock])
+def _worker(
+    app: str,
+    host: str,
+    port: int,
+    options: dict[str, Any],
+    listener: socket.socket,
+    slots: Slots,
+    index: int,
+) -> None:
+    counts = ConnectionCounts(slots, index)
+    BalancedServer(_config(app, host, port, options), listener, counts).run()

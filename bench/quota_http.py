@@ -160,12 +160,28 @@ def _ms(text_value: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
+def split(base: str) -> str:
+    """How the server's established connections are spread over its worker
+    processes (ss), e.g. "16/16": an uneven split shows in the p99."""
+    port = base.rsplit(":", 1)[1]
+    out = subprocess.run(
+        ["ss", "-Htnp", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    held: dict[str, int] = {}
+    for pid in re.findall(r"pid=(\d+)", out):
+        held[pid] = held.get(pid, 0) + 1
+    return "/".join(str(n) for n in sorted(held.values(), reverse=True)) or "?"
+
+
 def drive(
     base: str, seconds: float, connections: int, threads: int, script: Path, label: str
 ) -> tuple[float, int, float]:
     """wrk (a C load generator, a separate process) against `base`; returns
     (successful requests/s, non-2xx count, p99 in ms)."""
-    out = subprocess.run(
+    wrk = subprocess.Popen(
         [
             "wrk",
             "-t",
@@ -183,10 +199,14 @@ def drive(
             "--",
             uuid.uuid4().hex,
         ],
-        check=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,
         text=True,
-    ).stdout
+    )
+    time.sleep(min(0.5, seconds / 2))  # wrk's connections are all open by then
+    spread_over = split(base)
+    out, _ = wrk.communicate()
+    if wrk.returncode != 0:
+        raise subprocess.CalledProcessError(wrk.returncode, wrk.args, out)
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     duration = re.search(r"requests in ([0-9.]+\w+),", out).group(1)  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -200,7 +220,8 @@ def drive(
         f"  {label:<16} {rate:7.1f} ok/s, latency "
         + " ".join(f"p{q} {v:.1f}" for q, v in spread.items())
         + " ms (mean by Little's law "
-        + f"{connections * 1000 / max(rate, 1e-9):.1f} ms)"
+        + f"{connections * 1000 / max(rate, 1e-9):.1f} ms), connections per worker "
+        + spread_over
     )
     return rate, failed, spread.get("99", float("nan"))
 

@@ -1,5 +1,6 @@
 """`yunguan serve --workers 2` (api/server.py): connections opened at once are
-spread over both workers (one SO_REUSEPORT socket each), every response
+split evenly over both workers (api/balance.py: the worker holding the fewest
+accepts), every response
 comes back at once (TCP_NODELAY), SIGTERM stops every process, and a port
 another program holds fails the start with one readable line."""
 
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -97,8 +99,10 @@ def test_two_workers_share_the_connections_and_stop_on_sigterm(tmp_path: Path, p
                 assert c.getresponse().read() and True
         # 80 sequential keep-alive requests: with Nagle on, each would wait ~40 ms.
         assert time.monotonic() - started < 3.0
-        owners = set(_serving_pids(port)) - {proc.pid}
-        assert len(owners) == 2, f"connections held by {owners}"
+        held = Counter(pid for pid in _serving_pids(port) if pid != proc.pid)
+        assert len(held) == 2, f"connections held by {held}"
+        # Even, but for a worker that stood aside longer than GRACE (a busy machine).
+        assert max(held.values()) - min(held.values()) <= 2, held
         for c in conns:
             c.close()
     finally:
