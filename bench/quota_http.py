@@ -17,9 +17,12 @@ separate C process, with a generated Lua script: every request has its own
 Idempotency-Key. Both servers are up at once and driven in alternating phases
 (`--rounds`, default 3: bare, ours, bare, ours…, `--seconds` split between
 them), so that drift in the shared machine's other load hits both; each app
-reports throughput over its phases, the worst of its phases' p99 (wrk's
-latency distribution) and its server processes' CPU per request. Same
-machine, same run. Last line (one line; wrapped here):
+reports throughput over its phases, the p99 over all its measured requests
+(the wrk script writes each phase's latency tail, p90 to p100 in steps of
+0.01, and the phases are merged weighted by their request counts) beside each
+phase's own p99, and its server processes' CPU per request. Each phase also
+prints how the connections are split over the server's workers. Same machine,
+same run. Last line (one line; wrapped here):
 
     http_admissions_per_s=<float> bare_per_s=<float> ratio=<float>
     p99_ms=<float> oversubscribed=<int>
@@ -40,6 +43,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -132,6 +136,20 @@ function request()
     ["Idempotency-Key"] = prefix .. counter,
   }, bodies[i])
 end
+-- The tail of the latency distribution, so that bench/quota_http.py can merge
+-- phases (wrk prints only percentiles of its own run): percentile p for p from
+-- 90 to 99.99 in steps of 0.01, then the maximum, in microseconds, one per line.
+function done(summary, latency, requests)
+  local path = os.getenv("YG_WRK_TAIL")
+  if path == nil then return end
+  local f = assert(io.open(path, "w"))
+  f:write(string.format("requests %%d\\n", summary.requests))
+  for i = 9000, 9999 do
+    f:write(string.format("%%.2f %%d\\n", i / 100, latency:percentile(i / 100)))
+  end
+  f:write(string.format("100.00 %%d\\n", latency.max))  -- percentile(100) gives 0
+  f:close()
+end
 """
 
 
@@ -176,11 +194,44 @@ def split(base: str) -> str:
     return "/".join(str(n) for n in sorted(held.values(), reverse=True)) or "?"
 
 
+@dataclass(frozen=True)
+class Tail:
+    """One wrk run's latency tail: its request count and (percentile, µs) from p90 up."""
+
+    requests: int
+    points: list[tuple[float, int]]
+
+    @classmethod
+    def read(cls, path: Path) -> Tail:
+        lines = path.read_text(encoding="utf-8").split("\n")
+        requests = int(lines[0].split()[1])
+        points = [(float(p), int(v)) for p, v in (line.split() for line in lines[1:] if line)]
+        return cls(requests, points)
+
+    def share_above(self, us: int) -> float:
+        """An upper bound on the share of this run's requests slower than `us`."""
+        at_most = [p for p, v in self.points if v <= us]
+        return (100 - max(at_most)) / 100 if at_most else 1.0
+
+
+def merged_percentile(tails: list[Tail], q: float) -> float:
+    """The q-th percentile (ms) over all the requests of several wrk runs: the
+    smallest latency that at most (100 - q) % of all their requests exceed.
+    Each run's share above a latency is bounded from above by its own tail,
+    so the figure errs high, never low."""
+    total = sum(t.requests for t in tails)
+    for us in sorted({v for t in tails for _p, v in t.points}):
+        if sum(t.requests * t.share_above(us) for t in tails) <= (100 - q) / 100 * total:
+            return us / 1000
+    return max(v for t in tails for _p, v in t.points) / 1000
+
+
 def drive(
     base: str, seconds: float, connections: int, threads: int, script: Path, label: str
-) -> tuple[float, int, float]:
+) -> tuple[float, int, float, Tail]:
     """wrk (a C load generator, a separate process) against `base`; returns
-    (successful requests/s, non-2xx count, p99 in ms)."""
+    (successful requests/s, non-2xx count, p99 in ms, the latency tail)."""
+    tail_file = script.with_name("tail.txt")
     wrk = subprocess.Popen(
         [
             "wrk",
@@ -201,6 +252,7 @@ def drive(
         ],
         stdout=subprocess.PIPE,
         text=True,
+        env={**os.environ, "YG_WRK_TAIL": str(tail_file)},
     )
     time.sleep(min(0.5, seconds / 2))  # wrk's connections are all open by then
     spread_over = split(base)
@@ -223,7 +275,7 @@ def drive(
         + f"{connections * 1000 / max(rate, 1e-9):.1f} ms), connections per worker "
         + spread_over
     )
-    return rate, failed, spread.get("99", float("nan"))
+    return rate, failed, spread.get("99", float("nan")), Tail.read(tail_file)
 
 
 def group_cpu_s(pgid: int) -> float:
@@ -261,31 +313,37 @@ def measure(
     """Drives the two servers in alternating phases (bare, ours, bare, ours…;
     both are up all along, the idle one costs nothing), so that drift in what
     else the shared machine is doing hits both. Per app: requests/s over all
-    its phases, failures, and the worst of its phases' p99."""
+    its phases, failures, and the p99 over all its measured requests."""
     phase = args.seconds / args.rounds
     done: dict[str, list[float]] = {label: [0.0, 0.0, 0.0, 0.0] for label in procs}
-    worst: dict[str, float] = dict.fromkeys(procs, 0.0)
+    tails: dict[str, list[Tail]] = {label: [] for label in procs}
+    phase_p99: dict[str, list[float]] = {label: [] for label in procs}
     for _ in range(args.rounds):
         for label, (proc, base) in procs.items():
             # New connections and caches that went cold while the other app
             # ran (principals: 5 s): a second of load first, not measured.
             drive(base, 1, args.connections, args.threads, script, f"{label} (warm-up)")
             cpu0 = group_cpu_s(proc.pid)
-            rate, failed, p99 = drive(base, phase, args.connections, args.threads, script, label)
+            rate, failed, p99, tail = drive(
+                base, phase, args.connections, args.threads, script, label
+            )
             tally = done[label]
             tally[0] += rate * phase
             tally[1] += phase
             tally[2] += failed
             tally[3] += group_cpu_s(proc.pid) - cpu0
-            worst[label] = max(worst[label], p99)
+            tails[label].append(tail)
+            phase_p99[label].append(p99)
     results = {}
     for label, (ok, seconds, failures, cpu) in done.items():
         rate = ok / seconds
-        results[label] = (rate, int(failures), worst[label])
+        p99 = merged_percentile(tails[label], 99)
+        results[label] = (rate, int(failures), p99)
         print(
-            f"{label}: {rate:.1f} ok/s, {int(failures)} failed, p99 {worst[label]:.1f} ms "
-            f"(worst of {args.rounds} phases), server CPU {cpu * 1000 / max(1.0, ok):.2f} ms "
-            "per request"
+            f"{label}: {rate:.1f} ok/s, {int(failures)} failed, p99 {p99:.1f} ms over all "
+            f"{sum(t.requests for t in tails[label])} measured requests (phases' own: "
+            + ", ".join(f"{v:.1f}" for v in phase_p99[label])
+            + f"), server CPU {cpu * 1000 / max(1.0, ok):.2f} ms per request"
         )
     return results
 
