@@ -30,7 +30,6 @@ an unreachable count, so the others stop deferring to it.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import select
 import socket
@@ -41,9 +40,6 @@ log = logging.getLogger(__name__)
 
 GRACE = 0.02  # seconds a worker stands aside before taking a waiting connection
 STOPPED = 2**62  # the count a stopping worker publishes: never the fewest
-# accept() errors that mean "out of a resource" (asyncio's own list): retrying at
-# once would spin, so the worker pauses accepting for a second, as asyncio does.
-_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 class Slots(Protocol):
@@ -105,6 +101,9 @@ class BalancedAcceptor:
         self._watching = False
         self._stopped = False
         self._handshakes: set[asyncio.Task[None]] = set()  # held so they are not collected
+        # poll, not select: select() cannot watch a descriptor numbered 1024 or more.
+        self._waiting = select.poll()
+        self._waiting.register(sock, select.POLLIN)
 
     def start(self) -> None:
         self._sock.setblocking(False)
@@ -142,19 +141,20 @@ class BalancedAcceptor:
         self._timer = None
         if self._stopped:
             return
-        readable, _, _ = select.select([self._sock], [], [], 0)
-        if readable:  # waited a whole GRACE: nobody else is taking it
+        if self._waiting.poll(0):  # waited a whole GRACE: nobody else is taking it
             self._accept()
-        self._watch()
+        if self._timer is None:  # not paused again by a failed accept
+            self._watch()
 
     def _accept(self) -> None:
         try:
             conn, _addr = self._sock.accept()
-        except (BlockingIOError, InterruptedError):
-            return  # a tied worker took it
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return  # a tied worker took it, or the client gave up before it was taken
         except OSError as exc:
-            if exc.errno not in _RESOURCE_ERRORS:
-                raise
+            # Out of descriptors (EMFILE) or buffers, or worse: retrying at once
+            # would spin, and raising would leave the reader to fire again, so
+            # the worker pauses accepting for a second, as asyncio's own loop does.
             log.error("cannot accept connections, pausing for a second: %s", exc)
             self._unwatch()
             self._timer = self._loop.call_later(1.0, self._look_again)

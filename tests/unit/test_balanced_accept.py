@@ -9,6 +9,7 @@ worker process does."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import resource
 import socket
 from collections.abc import Callable, Iterator
@@ -140,8 +141,12 @@ def test_a_stopped_worker_is_not_deferred_to(listener: socket.socket) -> None:
     asyncio.run(main())
 
 
-def test_out_of_descriptors_pauses_accepting_then_resumes(listener: socket.socket) -> None:
-    """A real EMFILE: the soft descriptor limit lowered to what is open."""
+def test_out_of_descriptors_pauses_accepting_then_resumes(
+    listener: socket.socket, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real EMFILE: the soft descriptor limit lowered to what is open, for
+    longer than one pause. Each failure pauses accepting for a second; none
+    spins (one error logged per attempt, not one per loop iteration)."""
 
     async def main() -> None:
         slots = [0]
@@ -154,14 +159,17 @@ def test_out_of_descriptors_pauses_accepting_then_resumes(listener: socket.socke
         resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
         try:
             a.start()
-            await asyncio.sleep(0.2)  # accept() failed with EMFILE: paused, not spinning
+            await asyncio.sleep(1.3)  # the first attempt, and the one a second later
             assert held == []
             assert slots == [0]
         finally:
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-        await _until(lambda: len(held) == 1)  # after the pause
+        await _until(lambda: len(held) == 1)  # after the next pause
         assert slots == [1]
         a.stop()
         client.close()
 
-    asyncio.run(main())
+    with caplog.at_level(logging.ERROR, logger="api.balance"):
+        asyncio.run(main())
+    failures = [r for r in caplog.records if "cannot accept" in r.getMessage()]
+    assert len(failures) == 2, [r.getMessage() for r in failures]
