@@ -71,9 +71,6 @@ class ConnectionCounts:
     def stopped(self) -> None:
         self._slots[self._index] = STOPPED
 
-    def mine(self) -> int:
-        return self._slots[self._index]
-
     def fewest(self) -> bool:
         """Whether no other worker holds fewer connections than this one."""
         own = self._slots[self._index]

@@ -18,9 +18,9 @@ Idempotency-Key. Both servers are up at once and driven in alternating phases
 (`--rounds`, default 3: bare, ours, bare, ours…, `--seconds` split between
 them), so that drift in the shared machine's other load hits both; each app
 reports throughput over its phases, the p99 over all its measured requests
-(the wrk script writes each phase's latency tail, p90 to p100 in steps of
-0.01, and the phases are merged weighted by their request counts) beside each
-phase's own p99, and its server processes' CPU per request. Each phase also
+(the wrk script writes each phase's latency tail, p90 to p99.99 in steps
+of 0.01 and the maximum, and the phases are merged weighted by their request
+counts) beside each phase's own p99, and its server processes' CPU per request. Each phase also
 prints how the connections are split over the server's workers. Same machine,
 same run. Last line (one line; wrapped here):
 
@@ -31,6 +31,7 @@ same run. Last line (one line; wrapped here):
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import re
@@ -196,41 +197,45 @@ def split(base: str) -> str:
 
 @dataclass(frozen=True)
 class Tail:
-    """One wrk run's latency tail: its request count and (percentile, µs) from p90 up."""
+    """One wrk run's latency tail: its request count, and its percentiles from
+    p90 up with their latencies in µs (both ascending)."""
 
     requests: int
-    points: list[tuple[float, int]]
+    percentiles: list[float]
+    latencies: list[int]
 
     @classmethod
     def read(cls, path: Path) -> Tail:
         lines = path.read_text(encoding="utf-8").split("\n")
-        requests = int(lines[0].split()[1])
-        points = [(float(p), int(v)) for p, v in (line.split() for line in lines[1:] if line)]
-        return cls(requests, points)
+        points = [line.split() for line in lines[1:] if line]
+        return cls(
+            int(lines[0].split()[1]), [float(p) for p, _ in points], [int(v) for _, v in points]
+        )
 
     def share_above(self, us: int) -> float:
         """An upper bound on the share of this run's requests slower than `us`."""
-        at_most = [p for p, v in self.points if v <= us]
-        return (100 - max(at_most)) / 100 if at_most else 1.0
+        at_most = bisect.bisect_right(self.latencies, us)  # points with latency <= us
+        return (100 - self.percentiles[at_most - 1]) / 100 if at_most else 1.0
 
 
 def merged_percentile(tails: list[Tail], q: float) -> float:
-    """The q-th percentile (ms) over all the requests of several wrk runs: the
-    smallest latency that at most (100 - q) % of all their requests exceed.
-    Each run's share above a latency is bounded from above by its own tail,
-    so the figure errs high, never low."""
+    """The q-th percentile (ms) over all the requests of one or several wrk
+    runs: the smallest latency that at most (100 - q) % of all their requests
+    exceed. Each run's share above a latency is bounded from above by its own
+    tail, so the figure errs high, never low."""
     total = sum(t.requests for t in tails)
-    for us in sorted({v for t in tails for _p, v in t.points}):
+    candidates = sorted({us for t in tails for us in t.latencies})
+    for us in candidates:
         if sum(t.requests * t.share_above(us) for t in tails) <= (100 - q) / 100 * total:
             return us / 1000
-    return max(v for t in tails for _p, v in t.points) / 1000
+    return candidates[-1] / 1000
 
 
 def drive(
     base: str, seconds: float, connections: int, threads: int, script: Path, label: str
-) -> tuple[float, int, float, Tail]:
+) -> tuple[float, int, Tail]:
     """wrk (a C load generator, a separate process) against `base`; returns
-    (successful requests/s, non-2xx count, p99 in ms, the latency tail)."""
+    (successful requests/s, non-2xx count, the latency tail)."""
     tail_file = script.with_name("tail.txt")
     wrk = subprocess.Popen(
         [
@@ -275,7 +280,7 @@ def drive(
         + f"{connections * 1000 / max(rate, 1e-9):.1f} ms), connections per worker "
         + spread_over
     )
-    return rate, failed, spread.get("99", float("nan")), Tail.read(tail_file)
+    return rate, failed, Tail.read(tail_file)
 
 
 def group_cpu_s(pgid: int) -> float:
@@ -317,23 +322,19 @@ def measure(
     phase = args.seconds / args.rounds
     done: dict[str, list[float]] = {label: [0.0, 0.0, 0.0, 0.0] for label in procs}
     tails: dict[str, list[Tail]] = {label: [] for label in procs}
-    phase_p99: dict[str, list[float]] = {label: [] for label in procs}
     for _ in range(args.rounds):
         for label, (proc, base) in procs.items():
             # New connections and caches that went cold while the other app
             # ran (principals: 5 s): a second of load first, not measured.
             drive(base, 1, args.connections, args.threads, script, f"{label} (warm-up)")
             cpu0 = group_cpu_s(proc.pid)
-            rate, failed, p99, tail = drive(
-                base, phase, args.connections, args.threads, script, label
-            )
+            rate, failed, tail = drive(base, phase, args.connections, args.threads, script, label)
             tally = done[label]
             tally[0] += rate * phase
             tally[1] += phase
             tally[2] += failed
             tally[3] += group_cpu_s(proc.pid) - cpu0
             tails[label].append(tail)
-            phase_p99[label].append(p99)
     results = {}
     for label, (ok, seconds, failures, cpu) in done.items():
         rate = ok / seconds
@@ -342,7 +343,7 @@ def measure(
         print(
             f"{label}: {rate:.1f} ok/s, {int(failures)} failed, p99 {p99:.1f} ms over all "
             f"{sum(t.requests for t in tails[label])} measured requests (phases' own: "
-            + ", ".join(f"{v:.1f}" for v in phase_p99[label])
+            + ", ".join(f"{merged_percentile([t], 99):.1f}" for t in tails[label])
             + f"), server CPU {cpu * 1000 / max(1.0, ok):.2f} ms per request"
         )
     return results

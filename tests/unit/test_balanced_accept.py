@@ -50,20 +50,18 @@ def listener() -> Iterator[socket.socket]:
 def _acceptor(
     sock: socket.socket, slots: list[int], index: int
 ) -> tuple[BalancedAcceptor, list[_Held]]:
+    """A started acceptor (it accepts once the test awaits) and what it holds."""
     held: list[_Held] = []
     # Its own descriptor of the shared socket, as a worker process has.
     acceptor = BalancedAcceptor(
         sock.dup(), ConnectionCounts(slots, index), lambda lost: _Held(held, lost)
     )
+    acceptor.start()
     return acceptor, held
 
 
 def _connect(sock: socket.socket, n: int) -> list[socket.socket]:
-    clients = []
-    for _ in range(n):
-        c = socket.create_connection(sock.getsockname())
-        clients.append(c)
-    return clients
+    return [socket.create_connection(sock.getsockname()) for _ in range(n)]
 
 
 async def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
@@ -77,8 +75,6 @@ def test_a_burst_of_connections_is_split_evenly(listener: socket.socket) -> None
     async def main() -> None:
         slots = [0, 0]
         (a, held_a), (b, held_b) = (_acceptor(listener, slots, i) for i in range(2))
-        a.start()
-        b.start()
         clients = _connect(listener, 32)  # all waiting before either worker runs
         await _until(lambda: len(held_a) + len(held_b) == 32)
         assert sorted([len(held_a), len(held_b)]) == [16, 16]
@@ -108,7 +104,6 @@ def test_a_worker_standing_aside_takes_what_nobody_else_takes(listener: socket.s
     async def main() -> None:
         slots = [0, 0]
         a, held = _acceptor(listener, slots, 0)
-        a.start()
         loop = asyncio.get_running_loop()
         started = loop.time()
         clients = _connect(listener, 4)
@@ -127,8 +122,6 @@ def test_a_stopped_worker_is_not_deferred_to(listener: socket.socket) -> None:
     async def main() -> None:
         slots = [0, 0]
         (a, held_a), (b, held_b) = (_acceptor(listener, slots, i) for i in range(2))
-        a.start()
-        b.start()
         b.stop()
         assert slots[1] == STOPPED
         clients = _connect(listener, 6)
@@ -158,7 +151,6 @@ def test_out_of_descriptors_pauses_accepting_then_resumes(
         probe.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
         try:
-            a.start()
             await asyncio.sleep(1.3)  # the first attempt, and the one a second later
             assert held == []
             assert slots == [0]
